@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11:
+#   make demo   train + evaluate on built-in data (creates .venv on first use)
+#   make test   the whole test suite (also installs Chromium for the browser test)
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint benchmark clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU wheel first, pinned exactly: anything else pulls gigabytes of CUDA packages.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev,spark]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fraudvae demo --out demo_output
+
+test: $(STAMP)
+	bash scripts/install-system-deps.sh
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check fraudvae service tests benchmarks
+	$(BIN)/ruff format --check fraudvae service tests benchmarks
+	$(BIN)/mypy
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/detection.py
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache .ruff_cache

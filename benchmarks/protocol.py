@@ -1,0 +1,86 @@
+"""The detection protocol of ../shared/BENCHMARK.md, shared by the benchmark and the tests.
+
+Normal-only training on fixed splits; the peers get one-hot encoding of string columns
+with at most 50 levels (others dropped) and median imputation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+#: CSV sets: file, label column, how to turn it into 1 = anomaly, columns that are not features.
+CSV_SETS: dict[str, tuple[str, str, object, list[str]]] = {
+    "ulb_creditcard": ("fraud/ulb_creditcard_fraud_subset.csv.gz", "Class", 1, []),
+    "carclaims": ("fraud/carclaims.csv.gz", "FraudFound", "Yes", []),
+    # The data README: `difficulty` is not a feature (it grades how hard the label was).
+    "nsl_kdd_train20": ("fraud/nsl_kdd_KDDTrain+_20Percent.csv.gz", "attack", "!normal", ["difficulty"]),
+}
+ADBENCH = ["2_annthyroid", "5_campaign", "6_cardio", "23_mammography", "29_Pima", "32_shuttle", "38_thyroid", "44_Wilt"]
+SEEDS = (0, 1, 2)
+MAX_TRAIN_NORMAL = 20_000
+MAX_TEST = 50_000
+
+
+def dataset_names(root: Path = SHARED_DATA) -> list[str]:
+    names = [n for n in ADBENCH if (root / "adbench" / f"{n}.npz").exists()]
+    names += [n for n, (f, *_) in CSV_SETS.items() if (root / f).exists()]
+    return names
+
+
+def load(name: str, root: Path = SHARED_DATA) -> tuple[pd.DataFrame, np.ndarray]:
+    """Features as a frame (as they come) and labels (1 = anomaly)."""
+    if name in CSV_SETS:
+        file, label, positive, not_features = CSV_SETS[name]
+        df = pd.read_csv(root / file)
+        raw = df.pop(label)
+        y = (raw != "normal") if positive == "!normal" else (raw == positive)
+        return df.drop(columns=not_features), y.to_numpy().astype(int)
+    data = np.load(root / "adbench" / f"{name}.npz", allow_pickle=True)
+    X = np.asarray(data["X"], dtype=np.float64)
+    return pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])]), np.asarray(data["y"]).astype(int)
+
+
+@dataclass
+class Split:
+    name: str
+    seed: int
+    X_train: pd.DataFrame  # normal rows only
+    X_test: pd.DataFrame
+    y_test: np.ndarray
+
+
+def split(name: str, X: pd.DataFrame, y: np.ndarray, seed: int) -> Split:
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.5, stratify=y, random_state=seed)
+    normal = X_tr[y_tr == 0]
+    if len(normal) > MAX_TRAIN_NORMAL:
+        normal = normal.iloc[np.random.default_rng(seed).choice(len(normal), MAX_TRAIN_NORMAL, replace=False)]
+    if len(X_te) > MAX_TEST:
+        X_te, _, y_te, _ = train_test_split(X_te, y_te, train_size=MAX_TEST, stratify=y_te, random_state=seed)
+    return Split(name, seed, normal.reset_index(drop=True), X_te.reset_index(drop=True), np.asarray(y_te))
+
+
+def splits(names: list[str], seeds: tuple[int, ...] = SEEDS, root: Path = SHARED_DATA) -> Iterator[Split]:
+    for name in names:
+        X, y = load(name, root)
+        for seed in seeds:
+            yield split(name, X, y, seed)
+
+
+def peer_matrices(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """What the peers get: numbers as they are, strings one-hot (<= 50 levels), median imputation."""
+    strings = [c for c in train.columns if not pd.api.types.is_numeric_dtype(train[c].dtype)]
+    keep = [c for c in strings if train[c].nunique() <= 50]
+    numeric = [c for c in train.columns if c not in strings]
+    both = pd.concat([train, test], keys=["train", "test"])
+    encoded = pd.get_dummies(both[numeric + keep], columns=keep, dtype=float)
+    tr, te = encoded.loc["train"], encoded.loc["test"]
+    median = tr.median()
+    return tr.fillna(median).to_numpy(dtype=np.float64), te.fillna(median).to_numpy(dtype=np.float64)

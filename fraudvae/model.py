@@ -1,0 +1,142 @@
+"""The network: a plain ``nn.Module`` with one output head per column type.
+
+It knows nothing about pandas, schemas or scores. The decoder emits, for every
+row, a Gaussian mean and log-variance per numeric feature, a logit per missing
+indicator and per binary feature, and a logit vector per categorical feature.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["DecoderOutput", "Inputs", "TabularVAE"]
+
+#: Smallest decoder variance (in robust-scaled units). Without a floor, a feature the
+#: decoder can predict exactly drives its variance to zero and its likelihood to
+#: infinity, and that one feature then dominates every score. Discrete features get a
+#: larger, per-feature floor (see ``Preprocessor``).
+MIN_VARIANCE = 1e-3
+
+
+@dataclass
+class Inputs:
+    """A batch as tensors (see :class:`fraudvae.preprocessing.Encoded`)."""
+
+    num: torch.Tensor
+    num_obs: torch.Tensor
+    bin: torch.Tensor
+    cat: torch.Tensor
+
+
+@dataclass
+class DecoderOutput:
+    num_mu: torch.Tensor
+    num_logvar: torch.Tensor
+    miss_logits: torch.Tensor
+    bin_logits: torch.Tensor
+    cat_logits: list[torch.Tensor]
+
+
+def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(sizes[:-1]):
+        layers += [nn.Linear(a, b), nn.SiLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(sizes[-2], sizes[-1]))
+    return nn.Sequential(*layers)
+
+
+class TabularVAE(nn.Module):
+    """Encoder/decoder MLPs for mixed-type rows.
+
+    Parameters
+    ----------
+    kind
+        ``"vae"``: stochastic encoder (mean and log-variance). ``"ae"`` and ``"dae"``:
+        deterministic encoder; the denoising variant differs only in training, where
+        the inputs are corrupted.
+    """
+
+    nullable_num: torch.Tensor
+    num_min_variance: torch.Tensor
+
+    def __init__(
+        self,
+        n_num: int,
+        nullable_num: list[int],
+        n_bin: int,
+        cat_cardinalities: list[int],
+        latent_dim: int,
+        hidden_dims: tuple[int, ...],
+        kind: Literal["vae", "ae", "dae"],
+        num_min_variance: list[float] | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        floor = torch.tensor(num_min_variance or [0.0] * n_num, dtype=torch.float32).clamp(min=MIN_VARIANCE)
+        self.register_buffer("num_min_variance", floor, persistent=False)
+        self.n_num, self.n_bin, self.kind, self.latent_dim = n_num, n_bin, kind, latent_dim
+        self.register_buffer("nullable_num", torch.tensor(nullable_num, dtype=torch.long), persistent=False)
+        self.cat_cardinalities = list(cat_cardinalities)
+        self.input_dim = n_num + len(nullable_num) + n_bin + sum(cat_cardinalities)
+        enc_out = 2 * latent_dim if kind == "vae" else latent_dim
+        self.encoder = _mlp([self.input_dim, *hidden_dims, enc_out], dropout)
+        self.out_dim = 2 * n_num + len(nullable_num) + n_bin + sum(cat_cardinalities)
+        self.decoder = _mlp([latent_dim, *reversed(hidden_dims), self.out_dim], dropout)
+        # Per-feature ceiling of the decoder variance (see ``decode``).
+        self.num_logvar_base = nn.Parameter(torch.zeros(n_num))
+
+    def design(self, x: Inputs) -> torch.Tensor:
+        """The flat encoder input: values, missing flags, binaries and one-hot categories."""
+        return design_tensor(x, self.nullable_num, self.cat_cardinalities)
+
+    def encode(self, x: Inputs, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Posterior mean and log-variance (``None`` for deterministic kinds)."""
+        h = self.design(x)
+        if noise is not None:
+            h = h + noise
+        out = self.encoder(h)
+        if self.kind != "vae":
+            return out, None
+        mu, logvar = out.chunk(2, dim=1)
+        return mu, logvar.clamp(-12.0, 8.0)
+
+    def decode(self, z: torch.Tensor) -> DecoderOutput:
+        out = self.decoder(z)
+        n, m, b = self.n_num, int(self.nullable_num.numel()), self.n_bin
+        mu, raw_var = out[..., :n], out[..., n : 2 * n]
+        # Per-row variance, capped by a learned per-feature variance: a row may be
+        # predicted more precisely than average, never less. Uncapped, an unusual row is
+        # encoded where the decoder claims a wide variance and explains its deviation away.
+        logvar = torch.log(torch.exp(self.num_logvar_base - F.softplus(-raw_var)) + self.num_min_variance)
+        miss = out[..., 2 * n : 2 * n + m]
+        binl = out[..., 2 * n + m : 2 * n + m + b]
+        cats = (
+            list(torch.split(out[..., 2 * n + m + b :], self.cat_cardinalities, dim=-1))
+            if self.cat_cardinalities
+            else []
+        )
+        return DecoderOutput(mu, logvar, miss, binl, cats)
+
+
+def design_tensor(x: Inputs, nullable_num: torch.Tensor, cat_cardinalities: list[int]) -> torch.Tensor:
+    """The flat row representation shared by the encoder and the PPCA baseline."""
+    parts = [x.num, 1.0 - x.num_obs[:, nullable_num], x.bin]
+    for j, card in enumerate(cat_cardinalities):
+        parts.append(F.one_hot(x.cat[:, j], card).to(x.num.dtype))
+    return torch.cat(parts, dim=1)
+
+
+def design_to_feature(n_num: int, nullable_num: list[int], n_bin: int, cat_cardinalities: list[int]) -> list[int]:
+    """For each column of :func:`design_tensor`, the internal feature it belongs to."""
+    out = list(range(n_num)) + list(nullable_num) + [n_num + j for j in range(n_bin)]
+    for j, card in enumerate(cat_cardinalities):
+        out += [n_num + n_bin + j] * card
+    return out

@@ -1,0 +1,398 @@
+"""The input contract of a fitted detector: which columns, of which kind, nullable or not.
+
+A :class:`Schema` is inferred from the training frame (and can be overridden column by
+column). Every entry point validates its input once, here, with
+:meth:`Schema.validate_frame`; code behind it trusts the normalized frame it returns.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from fraudvae.exceptions import ColumnProblem, ConfigurationError, DataError, DataWarning, SchemaError
+
+__all__ = ["KINDS", "ColumnSpec", "Schema", "ValidationResult", "infer_schema"]
+
+Kind = Literal["numeric", "categorical", "binary", "datetime"]
+KINDS: tuple[str, ...] = ("numeric", "categorical", "binary", "datetime")
+
+#: Column names that usually hold the label rather than a feature (compared after
+#: lower-casing and removing everything but letters and digits).
+_LABEL_LIKE = {
+    "label",
+    "labels",
+    "class",
+    "target",
+    "y",
+    "isfraud",
+    "fraud",
+    "fraudfound",
+    "fraudflag",
+    "isanomaly",
+    "anomaly",
+    "outlier",
+    "isoutlier",
+    "attack",
+    "ground_truth",
+    "groundtruth",
+}
+
+#: Derived features of a datetime column: (suffix, kind).
+DATETIME_PARTS: tuple[tuple[str, Kind], ...] = (("hour", "numeric"), ("dayofweek", "categorical"))
+
+
+def _describe(value: Any) -> str:
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One input column as the detector expects it.
+
+    ``levels`` holds the two training values of a binary column (the first maps to 0,
+    the second to 1); other kinds leave it empty.
+    """
+
+    name: str
+    kind: Kind
+    nullable: bool = False
+    levels: tuple[Any, ...] = ()
+    dtype: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["levels"] = list(self.levels)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ColumnSpec:
+        return cls(
+            name=str(data["name"]),
+            kind=data["kind"],
+            nullable=bool(data["nullable"]),
+            levels=tuple(data.get("levels", ())),
+            dtype=str(data.get("dtype", "")),
+        )
+
+    @property
+    def expected(self) -> str:
+        """Human description of the accepted values, used in every error message."""
+        base = {
+            "numeric": "a finite number",
+            "categorical": "a category (string)",
+            "binary": f"one of {list(self.levels)}",
+            "datetime": "a date-time (ISO 8601)",
+        }[self.kind]
+        return base + (" or null" if self.nullable else "")
+
+    def features(self) -> list[tuple[str, Kind]]:
+        """Model features derived from this column (a datetime column expands to parts)."""
+        if self.kind == "datetime":
+            return [(f"{self.name}.{part}", kind) for part, kind in DATETIME_PARTS]
+        return [(self.name, self.kind)]
+
+
+@dataclass
+class ValidationResult:
+    """A normalized frame plus the rows that were set aside (``errors='collect'``)."""
+
+    frame: pd.DataFrame
+    rejected: dict[int, list[ColumnProblem]] = field(default_factory=dict)
+    extra_columns: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The ordered input columns of a detector."""
+
+    columns: tuple[ColumnSpec, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def __getitem__(self, name: str) -> ColumnSpec:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def features(self) -> list[tuple[str, Kind]]:
+        return [f for c in self.columns for f in c.features()]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"columns": [c.to_json() for c in self.columns]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Schema:
+        return cls(columns=tuple(ColumnSpec.from_json(c) for c in data["columns"]))
+
+    # ------------------------------------------------------------------ validation
+    def validate_frame(
+        self,
+        frame: pd.DataFrame,
+        *,
+        errors: Literal["raise", "collect"] = "raise",
+        warn_extra: bool = True,
+    ) -> ValidationResult:
+        """Check ``frame`` against the schema and return it normalized.
+
+        Normalized means: exactly the schema's columns, in order; numeric and binary
+        columns as float64 (binary already mapped to 0/1, with an off-level value kept
+        on the same line), categoricals as Python strings or ``None``, datetimes as
+        naive UTC ``datetime64``.
+
+        Parameters
+        ----------
+        frame
+            The rows to check.
+        errors
+            ``"raise"`` raises one :class:`SchemaError` listing every offending column
+            (used by the Python API and the HTTP service); ``"collect"`` drops the
+            offending rows and returns them in ``rejected`` keyed by their position, so
+            the batch job can write rejects instead of failing a whole file.
+        warn_extra
+            Emit a :class:`DataWarning` for columns the detector does not use.
+        """
+        missing = [c.name for c in self.columns if c.name not in frame.columns]
+        if missing:
+            # A missing column is a problem of the whole frame, never of single rows.
+            raise SchemaError(
+                [ColumnProblem(name, "no such column", self[name].expected) for name in missing],
+                hint=f"The frame has columns {list(map(str, frame.columns))[:30]}; add the missing ones.",
+            )
+        extra = [str(c) for c in frame.columns if c not in set(self.names)]
+        if extra and warn_extra:
+            warnings.warn(
+                f"Ignoring {len(extra)} column(s) the detector was not trained on: {extra[:20]}.",
+                DataWarning,
+                stacklevel=3,
+            )
+        n = len(frame)
+        bad_rows: dict[int, list[ColumnProblem]] = {}
+        out: dict[str, Any] = {}
+        for spec in self.columns:
+            values, problems = _normalize_column(frame[spec.name], spec)
+            out[spec.name] = values
+            for row, problem in problems:
+                bad_rows.setdefault(row, []).append(problem)
+        result = pd.DataFrame(out, index=pd.RangeIndex(n))
+        if bad_rows and errors == "raise":
+            # One problem per column is enough to fix it; report the first row of each.
+            seen: dict[str, ColumnProblem] = {}
+            for row in sorted(bad_rows):
+                for p in bad_rows[row]:
+                    seen.setdefault(p.column, p)
+            raise SchemaError(list(seen.values()))
+        if bad_rows:
+            keep = np.ones(n, dtype=bool)
+            keep[list(bad_rows)] = False
+            result = result.loc[keep].reset_index(drop=True)
+        return ValidationResult(result, bad_rows, extra)
+
+
+def _normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple[int, ColumnProblem]]]:
+    """Return the normalized values of one column and the (row, problem) pairs found."""
+    problems: list[tuple[int, ColumnProblem]] = []
+    raw = col.to_numpy(dtype=object) if col.dtype == object else col.to_numpy()
+    isna = pd.isna(col).to_numpy()
+    if spec.kind in ("numeric", "binary"):
+        if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+            num = col.to_numpy(dtype=np.float64, na_value=np.nan)
+            unparsable = np.zeros(len(col), dtype=bool)
+        else:
+            obj = col.astype(object).map(lambda v: float(v) if isinstance(v, bool) else v)
+            num = pd.to_numeric(obj, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            unparsable = np.isnan(num) & ~isna
+        for i in np.flatnonzero(unparsable):
+            problems.append((int(i), ColumnProblem(spec.name, _describe(raw[i]), spec.expected, int(i))))
+        for i in np.flatnonzero(np.isinf(num)):
+            problems.append((int(i), ColumnProblem(spec.name, _describe(num[i]), spec.expected, int(i))))
+        if not spec.nullable:
+            for i in np.flatnonzero(isna):
+                problems.append((int(i), ColumnProblem(spec.name, "a missing value", spec.expected, int(i))))
+        if spec.kind == "binary":
+            lo, hi = (float(v) for v in spec.levels)
+            num = (num - lo) / (hi - lo)
+        return num, problems
+    if spec.kind == "categorical":
+        values = np.array([None if m else _category_key(v) for v, m in zip(raw, isna, strict=True)], dtype=object)
+        if not spec.nullable:
+            for i in np.flatnonzero(isna):
+                problems.append((int(i), ColumnProblem(spec.name, "a missing value", spec.expected, int(i))))
+        return values, problems
+    # datetime
+    parsed = pd.to_datetime(col, errors="coerce", utc=True, format="mixed") if col.dtype == object else col
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    elif not pd.api.types.is_datetime64_any_dtype(parsed.dtype):
+        parsed = pd.to_datetime(parsed, errors="coerce")
+    bad = parsed.isna().to_numpy() & ~isna
+    for i in np.flatnonzero(bad):
+        problems.append((int(i), ColumnProblem(spec.name, _describe(raw[i]), spec.expected, int(i))))
+    if not spec.nullable:
+        for i in np.flatnonzero(isna):
+            problems.append((int(i), ColumnProblem(spec.name, "a missing value", spec.expected, int(i))))
+    return parsed.to_numpy(dtype="datetime64[ns]"), problems
+
+
+def _category_key(value: Any) -> str:
+    """Categories are compared as strings, so 3, 3.0 and "3" are one category."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, np.generic):
+        value = value.item()
+    return str(value)
+
+
+# ---------------------------------------------------------------------- inference
+def _norm_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9_]", "", name.lower()).replace("_", "")
+
+
+def infer_schema(frame: pd.DataFrame, column_types: Mapping[str, str] | None = None) -> Schema:
+    """Infer each column's kind from a training frame.
+
+    Bool and two-valued numeric columns are binary; other numbers are numeric;
+    ``datetime64`` columns are datetimes; strings and pandas categoricals are
+    categorical (unless every value parses as a number). ``column_types`` overrides
+    the guess for the columns it names.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``column_types`` names an unknown column or kind.
+    DataError
+        If a column holds infinite values.
+    """
+    overrides = dict(column_types or {})
+    unknown = [c for c in overrides if c not in frame.columns]
+    if unknown:
+        raise ConfigurationError(
+            f"column_types names column(s) {unknown} that are not in the frame; "
+            f"expected some of {list(frame.columns)[:30]}."
+        )
+    bad_kinds = {c: k for c, k in overrides.items() if k not in KINDS}
+    if bad_kinds:
+        raise ConfigurationError(f"column_types has unknown kind(s) {bad_kinds}; expected one of {list(KINDS)}.")
+    specs = []
+    for name in frame.columns:
+        col = frame[name]
+        kind = overrides.get(name) or _guess_kind(col)
+        nullable = bool(col.isna().any())
+        levels: tuple[Any, ...] = ()
+        if kind in ("numeric", "binary"):
+            num = _to_float(col, name)
+            inf = np.isinf(num)
+            if inf.any():
+                raise DataError(
+                    f"Column {name!r} holds {int(inf.sum())} infinite value(s) (first at row "
+                    f"{int(np.flatnonzero(inf)[0])}); expected finite numbers. Replace them with NaN "
+                    "(treated as missing) or a finite value."
+                )
+            if kind == "binary":
+                uniq = np.unique(num[~np.isnan(num)])
+                if len(uniq) != 2 or nullable:
+                    raise ConfigurationError(
+                        f"Column {name!r} cannot be binary: it has {len(uniq)} distinct value(s)"
+                        + (" and missing values" if nullable else "")
+                        + "; expected exactly two values and none missing. Use 'categorical' instead."
+                    )
+                levels = (_json_scalar(uniq[0]), _json_scalar(uniq[1]))
+                if pd.api.types.is_bool_dtype(col.dtype):
+                    levels = (False, True)
+        specs.append(ColumnSpec(str(name), kind, nullable, levels, str(col.dtype)))  # type: ignore[arg-type]
+    return Schema(tuple(specs))
+
+
+def _to_float(col: pd.Series, name: str) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.isnan(num) & ~pd.isna(col).to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"Column {name!r} was declared numeric but row {i} holds {_describe(col.iloc[i])}; "
+            "expected numbers. Declare it 'categorical' or clean the value."
+        )
+    return num
+
+
+def _json_scalar(v: Any) -> Any:
+    f = float(v)
+    return int(f) if f.is_integer() else f
+
+
+def _guess_kind(col: pd.Series) -> Kind:
+    if pd.api.types.is_bool_dtype(col.dtype):
+        return "binary" if not col.isna().any() else "categorical"
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        return "datetime"
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        values = col.dropna().unique()
+        return "binary" if len(values) == 2 and not col.isna().any() else "numeric"
+    nonnull = col.dropna()
+    if len(nonnull) and pd.to_numeric(nonnull.astype(object), errors="coerce").notna().all():
+        return "numeric"
+    return "categorical"
+
+
+def check_training_frame(frame: pd.DataFrame, schema: Schema) -> None:
+    """Warn about columns that are probably mistakes; fail when nothing is learnable."""
+    label_like = [c for c in frame.columns if _norm_name(str(c)) in _LABEL_LIKE]
+    if label_like:
+        warnings.warn(
+            f"Column(s) {label_like} look like a label, not a feature. The detector learns from "
+            f"every column it is given; drop them with X.drop(columns={label_like}) if they are labels.",
+            DataWarning,
+            stacklevel=3,
+        )
+    n = len(frame)
+    id_like = [
+        c
+        for c in frame.columns
+        if n >= 50
+        and frame[c].nunique(dropna=True) == n
+        and (pd.api.types.is_integer_dtype(frame[c].dtype) or frame[c].dtype == object)
+    ]
+    if id_like:
+        warnings.warn(
+            f"Column(s) {id_like} hold a different value in every row, like an identifier. An identifier "
+            "carries no pattern to learn and adds noise to every score; drop it before fitting "
+            f"(X.drop(columns={id_like})) and keep it only to join results back.",
+            DataWarning,
+            stacklevel=3,
+        )
+    constant = [c for c in frame.columns if frame[c].nunique(dropna=False) <= 1]
+    if len(constant) == len(frame.columns):
+        raise DataError(
+            f"Every column is constant ({constant[:20]}); expected at least one column whose values "
+            "vary across the training rows. A detector cannot learn 'normal' from identical rows."
+        )
+    if constant:
+        warnings.warn(
+            f"Column(s) {constant} are constant in the training data: any other value will be "
+            "scored as anomalous. Drop them if that is not intended.",
+            DataWarning,
+            stacklevel=3,
+        )
+
+
+def as_frame(X: Any, feature_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Turn a 2-D array or a frame into a frame with string column names."""
+    if isinstance(X, pd.DataFrame):
+        if all(isinstance(c, str) for c in X.columns):
+            return X
+        return X.rename(columns=str)
+    arr = np.asarray(X)
+    names = list(feature_names) if feature_names is not None else [f"x{i}" for i in range(arr.shape[1])]
+    return pd.DataFrame(arr, columns=names)

@@ -1,0 +1,137 @@
+"""Bad input gets an error (or warning) that names the column, the value and what was expected."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudvae import DataError, DataWarning, InsufficientDataError, SchemaError, VAEDetector
+
+
+def _frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "amount": rng.lognormal(3, 1, n),
+            "merchant": rng.choice(["a", "b", "c"], n),
+            "velocity": rng.poisson(2, n).astype(float),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def small_det() -> VAEDetector:
+    return VAEDetector(random_state=0, max_epochs=2).fit(_frame())
+
+
+# ---------------------------------------------------------------- fitting
+def test_fit_on_too_few_rows() -> None:
+    with pytest.raises(InsufficientDataError, match=r"Got 5 sample\(s\).*at least 10"):
+        VAEDetector().fit(_frame(5))
+
+
+def test_fit_on_empty_frame() -> None:
+    with pytest.raises(InsufficientDataError, match="Got 0 sample"):
+        VAEDetector().fit(_frame().iloc[:0])
+
+
+def test_fit_on_all_constant_columns() -> None:
+    with pytest.raises(DataError, match=r"Every column is constant \(\['a', 'b'\]\)"):
+        VAEDetector().fit(pd.DataFrame({"a": [1.0] * 50, "b": ["x"] * 50}))
+
+
+def test_fit_warns_about_one_constant_column() -> None:
+    df = _frame().assign(flat=7.0)
+    with pytest.warns(DataWarning, match=r"\['flat'\] are constant"):
+        VAEDetector(random_state=0, max_epochs=1).fit(df)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_fit_refuses_infinite_values(value: float) -> None:
+    df = _frame()
+    df.loc[17, "amount"] = value
+    with pytest.raises(DataError, match=r"Column 'amount' holds 1 infinite value\(s\) \(first at row 17\)"):
+        VAEDetector().fit(df)
+
+
+@pytest.mark.parametrize("label", ["Class", "is_fraud", "FraudFound", "label"])
+def test_fit_warns_about_a_label_column_left_in(label: str) -> None:
+    df = _frame().assign(**{label: np.r_[np.zeros(190), np.ones(10)]})
+    with pytest.warns(DataWarning, match=rf"\['{label}'\] look like a label"):
+        VAEDetector(random_state=0, max_epochs=1).fit(df)
+
+
+def test_fit_warns_about_an_identifier_column() -> None:
+    df = _frame().assign(txn_id=np.arange(200))
+    with pytest.warns(DataWarning, match=r"\['txn_id'\] hold a different value in every row"):
+        VAEDetector(random_state=0, max_epochs=1).fit(df)
+
+
+# ---------------------------------------------------------------- scoring
+def test_missing_columns_are_each_named(small_det: VAEDetector) -> None:
+    with pytest.raises(SchemaError) as err:
+        small_det.anomaly_score(_frame().drop(columns=["amount", "velocity"]))
+    problems = {p.column: p for p in err.value.problems}
+    assert set(problems) == {"amount", "velocity"}
+    assert problems["amount"].found == "no such column"
+    assert problems["amount"].expected == "a finite number"
+    assert "column 'amount': found no such column, expected a finite number" in str(err.value)
+
+
+def test_wrong_dtype_names_column_value_and_expectation(small_det: VAEDetector) -> None:
+    df = _frame(20).astype({"amount": object})
+    df.loc[3, "amount"] = "12,50"
+    with pytest.raises(SchemaError, match=r"column 'amount' \(row 3\): found '12,50', expected a finite number"):
+        small_det.anomaly_score(df)
+
+
+def test_numbers_as_strings_are_accepted(small_det: VAEDetector) -> None:
+    df = _frame(20)
+    as_text = df.astype({"amount": str})
+    np.testing.assert_array_equal(small_det.anomaly_score(as_text), small_det.anomaly_score(df))
+
+
+def test_infinite_value_at_scoring(small_det: VAEDetector) -> None:
+    df = _frame(20)
+    df.loc[4, "velocity"] = np.inf
+    with pytest.raises(SchemaError, match=r"column 'velocity' \(row 4\): found inf, expected a finite number"):
+        small_det.anomaly_score(df)
+
+
+def test_missing_value_in_column_never_missing_in_training(small_det: VAEDetector) -> None:
+    df = _frame(20)
+    df.loc[2, "merchant"] = None
+    with pytest.raises(SchemaError, match=r"column 'merchant' \(row 2\): found a missing value, expected a category"):
+        small_det.anomaly_score(df)
+
+
+def test_extra_columns_are_ignored_with_a_warning(small_det: VAEDetector) -> None:
+    df = _frame(20)
+    with pytest.warns(DataWarning, match=r"Ignoring 1 column\(s\).*\['note'\]"):
+        scored = small_det.anomaly_score(df.assign(note="x"))
+    np.testing.assert_array_equal(scored, small_det.anomaly_score(df))
+
+
+def test_column_order_does_not_matter(small_det: VAEDetector) -> None:
+    df = _frame(20)
+    np.testing.assert_array_equal(small_det.anomaly_score(df[df.columns[::-1]]), small_det.anomaly_score(df))
+
+
+def test_collect_mode_sets_bad_rows_aside(small_det: VAEDetector) -> None:
+    df = _frame(30).astype({"amount": object})
+    df.loc[[4, 9], "amount"] = "n/a"
+    result = small_det.score_frame(df, errors="collect")
+    assert sorted(result.rejected) == [4, 9]
+    assert len(result) == 28
+    assert list(result.row_positions[:5]) == [0, 1, 2, 3, 5]
+    clean = small_det.anomaly_score(df.drop(index=[4, 9]).astype({"amount": float}))
+    np.testing.assert_array_equal(result.anomaly_score, clean)
+
+
+def test_no_warning_for_clean_input(small_det: VAEDetector) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small_det.anomaly_score(_frame(20))

@@ -1,0 +1,184 @@
+"""Behaviour of VAEDetector on the built-in mixed-type data: scores, explanations, calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from fraudvae import LATENT, SCORINGS, ConfigurationError, NotFittedError, VAEDetector
+from fraudvae.scoring import CHUNK_ROWS
+
+
+@pytest.mark.parametrize("scoring", SCORINGS)
+def test_contributions_sum_to_score(fitted: VAEDetector, holdout, scoring: str) -> None:
+    X, _ = holdout
+    contributions = fitted.feature_contributions(X, scoring=scoring)
+    score = fitted.anomaly_score(X, scoring=scoring)
+    assert list(contributions.columns) == [*fitted.preprocessor_.feature_names, LATENT]
+    np.testing.assert_allclose(contributions.sum(axis=1).to_numpy(), score, rtol=1e-12, atol=1e-9)
+
+
+def test_scores_are_bit_identical_on_repeated_calls(fitted: VAEDetector, holdout) -> None:
+    X, _ = holdout
+    first = fitted.anomaly_score(X)
+    second = fitted.anomaly_score(X)
+    assert first.tobytes() == second.tobytes()
+
+
+def test_row_score_does_not_depend_on_the_batch(fitted: VAEDetector, holdout) -> None:
+    X, _ = holdout
+    batch = fitted.anomaly_score(X.iloc[: CHUNK_ROWS + 37])
+    alone = np.array([fitted.anomaly_score(X.iloc[[i]])[0] for i in (0, 5, CHUNK_ROWS + 3)])
+    shuffled = fitted.anomaly_score(X.iloc[: CHUNK_ROWS + 37].iloc[::-1])[::-1]
+    assert alone.tobytes() == batch[[0, 5, CHUNK_ROWS + 3]].tobytes()
+    assert shuffled.tobytes() == batch.tobytes()
+
+
+def test_scores_are_bit_identical_after_save_and_load(fitted: VAEDetector, holdout, tmp_path) -> None:
+    X, _ = holdout
+    fitted.save(str(tmp_path / "model"))
+    loaded = VAEDetector.load(str(tmp_path / "model"))
+    for scoring in SCORINGS:
+        assert loaded.anomaly_score(X, scoring=scoring).tobytes() == fitted.anomaly_score(X, scoring=scoring).tobytes()
+    assert loaded.threshold_ == fitted.threshold_
+    assert loaded.get_params() == fitted.get_params()
+
+
+def test_same_seed_gives_the_same_model(normal_train: pd.DataFrame) -> None:
+    a = VAEDetector(random_state=3, max_epochs=3).fit(normal_train.iloc[:600])
+    b = VAEDetector(random_state=3, max_epochs=3).fit(normal_train.iloc[:600])
+    assert a.anomaly_score(normal_train.iloc[:50]).tobytes() == b.anomaly_score(normal_train.iloc[:50]).tobytes()
+
+
+def test_detects_the_demo_fraud(fitted: VAEDetector, holdout) -> None:
+    X, y = holdout
+    assert roc_auc_score(y, fitted.anomaly_score(X)) > 0.9
+
+
+def test_higher_score_means_more_anomalous_in_sklearn_terms(fitted: VAEDetector, holdout) -> None:
+    X, _ = holdout
+    score = fitted.anomaly_score(X)
+    np.testing.assert_array_equal(fitted.score_samples(X), -score)
+    decision = fitted.decision_function(X)
+    np.testing.assert_array_equal(decision < 0, score > fitted.threshold_)
+    np.testing.assert_array_equal(fitted.predict(X), np.where(score > fitted.threshold_, -1, 1))
+    np.testing.assert_array_equal(fitted.flag(X), score > fitted.threshold_)
+
+
+def test_p_values_are_conformal(fitted: VAEDetector, holdout) -> None:
+    X, _ = holdout
+    score, p = fitted.anomaly_score(X, return_p_value=True)
+    n_ref = len(fitted.calibration_["reference_scores"])
+    assert np.all((p >= 1 / (n_ref + 1)) & (p <= 1))
+    order = np.argsort(score)
+    assert np.all(np.diff(p[order]) <= 0), "p-values must fall as scores rise"
+
+
+def test_unseen_category_is_scored_not_refused(fitted: VAEDetector, holdout) -> None:
+    X, y = holdout
+    row = X[y == 0].iloc[[0]].copy()
+    base = fitted.anomaly_score(row)[0]
+    row["country"] = "Atlantis"
+    new = fitted.anomaly_score(row)[0]
+    assert np.isfinite(new) and new > base
+    assert fitted.explain(row, top_k=1)["feature"].iloc[0] == "country"
+
+
+def test_missing_value_in_nullable_column_is_scored(fitted: VAEDetector, holdout) -> None:
+    X, _ = holdout
+    row = X.iloc[[1]].copy()
+    row["distance_from_home_km"] = np.nan
+    assert np.isfinite(fitted.anomaly_score(row)[0])
+
+
+def test_datetime_column_becomes_parts(fitted: VAEDetector) -> None:
+    names = fitted.preprocessor_.feature_names
+    assert "timestamp.hour" in names and "timestamp.dayofweek" in names
+    assert fitted.schema_["timestamp"].kind == "datetime"
+
+
+def test_inferred_kinds(fitted: VAEDetector) -> None:
+    kinds = {c.name: c.kind for c in fitted.schema_.columns}
+    assert kinds["amount"] == "numeric"
+    assert kinds["country"] == "categorical"
+    assert kinds["card_present"] == "binary"
+    assert fitted.schema_["distance_from_home_km"].nullable
+    assert fitted.preprocessor_.stats["amount"]["transform"] == "log1p", "amounts are heavy-tailed"
+
+
+def test_column_types_override(normal_train: pd.DataFrame) -> None:
+    det = VAEDetector(random_state=0, max_epochs=2, column_types={"hour": "categorical"}).fit(normal_train.iloc[:500])
+    assert det.schema_["hour"].kind == "categorical"
+    with pytest.raises(ConfigurationError, match="'nope'"):
+        VAEDetector(column_types={"nope": "numeric"}).fit(normal_train.iloc[:100])
+
+
+def test_explain_reports_value_and_expectation(fitted: VAEDetector, holdout) -> None:
+    X, y = holdout
+    row = X[y == 0].iloc[[2]].copy()
+    row["amount"] = 250_000.0
+    out = fitted.explain(row, top_k=3)
+    assert list(out.columns) == [
+        "row",
+        "rank",
+        "feature",
+        "contribution",
+        "excess",
+        "attribution",
+        "value",
+        "expected",
+        "anomaly_score",
+    ]
+    assert list(out["rank"]) == [1, 2, 3]
+    top = out.iloc[0]
+    assert top["feature"] == "amount" and top["value"] == 250_000.0
+    assert 1 < top["expected"] < 5_000
+
+
+def test_scoring_before_fit_says_what_to_do() -> None:
+    with pytest.raises(NotFittedError, match=r"not fitted yet. Call 'fit'"):
+        VAEDetector().anomaly_score(np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("kind", ["ae", "dae", "ppca"])
+def test_other_kinds_fit_score_and_explain(normal_train: pd.DataFrame, holdout, kind: str, tmp_path) -> None:
+    X, y = holdout
+    det = VAEDetector(kind=kind, random_state=0, max_epochs=15).fit(normal_train)
+    score = det.anomaly_score(X)
+    assert roc_auc_score(y, score) > 0.8
+    np.testing.assert_allclose(det.feature_contributions(X).sum(axis=1), score, rtol=1e-12, atol=1e-9)
+    det.save(str(tmp_path / kind))
+    assert VAEDetector.load(str(tmp_path / kind)).anomaly_score(X).tobytes() == score.tobytes()
+
+
+def test_ppca_matches_sklearn_likelihood(normal_train: pd.DataFrame) -> None:
+    """The closed-form baseline is the textbook probabilistic PCA density."""
+    from sklearn.decomposition import PCA
+
+    # Under 20 validation rows, fit uses every row, so sklearn can be fitted on the same ones.
+    det = VAEDetector(kind="ppca", random_state=0, validation_fraction=0.004).fit(normal_train)
+    rows = normal_train.iloc[:200]
+    design = det._design(det.preprocessor_.transform(det.schema_.validate_frame(rows).frame))
+    train_design = det._design(det.preprocessor_.transform(det.schema_.validate_frame(normal_train).frame))
+    reference = PCA(n_components=det.architecture_["latent_dim"], svd_solver="full").fit(train_design)
+    # Same model up to the tiny ridge fraudvae adds for invertibility.
+    np.testing.assert_allclose(det.anomaly_score(rows), -reference.score_samples(design), rtol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [{"kind": "gan"}, {"scoring": "mse"}, {"validation_fraction": 1.5}, {"latent_dim": 0}])
+def test_invalid_parameters_are_named(normal_train: pd.DataFrame, bad: dict) -> None:
+    name = next(iter(bad))
+    with pytest.raises(ConfigurationError, match=name):
+        VAEDetector(**bad).fit(normal_train.iloc[:100])
+
+
+def test_numpy_input_gets_positional_names() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    det = VAEDetector(random_state=0, max_epochs=3).fit(X)
+    assert det.schema_.names == ["x0", "x1", "x2", "x3"]
+    assert det.n_features_in_ == 4
+    with pytest.raises(ValueError, match="X has 3 features"):
+        det.anomaly_score(X[:, :3])
