@@ -781,9 +781,17 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         }
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str) -> None:
-        """Write the fitted detector to a directory (safetensors + JSON + SHA-256 manifest)."""
+    def save(self, path: str, *, extra_documents: Mapping[str, Any] | None = None) -> None:
+        """Write the fitted detector to a directory (safetensors + JSON + SHA-256 manifest).
+
+        ``extra_documents`` (name -> JSON-able object) are stored and hashed alongside,
+        for example the CLI's training summary; ``load`` returns them in ``extra_documents_``.
+        """
         self._check_fitted()
+        extra_docs = dict(extra_documents or getattr(self, "extra_documents_", {}))
+        reserved = {"config", "schema", "preprocessing", "calibration", "history", "versions"} & set(extra_docs)
+        if reserved:
+            raise ConfigurationError(f"extra_documents cannot use the reserved name(s) {sorted(reserved)}.")
         params = self.get_params()
         params["hidden_dims"] = list(params["hidden_dims"])
         params["column_types"] = dict(params["column_types"]) if params["column_types"] else None
@@ -828,8 +836,10 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
                 "calibration": self.calibration_,
                 "history": self.history_,
                 "versions": versions,
+                **extra_docs,
             },
         )
+        self.extra_documents_ = extra_docs
 
     @classmethod
     def load(cls, path: str) -> VAEDetector:
@@ -865,6 +875,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
                 state = {k[len("module.") :]: v for k, v in tensors.items() if k.startswith("module.")}
                 module.load_state_dict(state)
                 det.module_ = module.eval()
+            known = {"config", "schema", "preprocessing", "calibration", "history", "versions"}
+            det.extra_documents_ = {k: v for k, v in docs.items() if k not in known}
             cal = docs["calibration"]
             det.calibration_ = cal
             det.threshold_ = float(cal["threshold"])

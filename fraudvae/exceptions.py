@@ -10,7 +10,8 @@ one line.
     FraudVAEError
     ├── DataError (ValueError)             bad data given to fit or score
     │   ├── SchemaError                    frame does not match the training schema
-    │   └── InsufficientDataError          too few rows to fit or calibrate
+    │   ├── InsufficientDataError          too few rows to fit or calibrate
+    │   └── DataFileError                  a data file is missing or unreadable
     ├── ConfigurationError (ValueError)    an invalid parameter or option
     ├── NotFittedError                     scoring before ``fit`` (also sklearn's
     │                                      ``NotFittedError``)
@@ -34,6 +35,7 @@ __all__ = [
     "ColumnProblem",
     "ConfigurationError",
     "DataError",
+    "DataFileError",
     "DataWarning",
     "FraudVAEError",
     "FraudVAEWarning",
@@ -90,6 +92,10 @@ class SchemaError(DataError):
 
 class InsufficientDataError(DataError):
     """Too few rows (or usable columns) to fit or calibrate reliably."""
+
+
+class DataFileError(DataError):
+    """A data file cannot be found, read or parsed (wrong format, missing label column...)."""
 
 
 class ConfigurationError(FraudVAEError, ValueError):

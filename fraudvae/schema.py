@@ -343,7 +343,17 @@ def _guess_kind(col: pd.Series) -> Kind:
     nonnull = col.dropna()
     if len(nonnull) and pd.to_numeric(nonnull.astype(object), errors="coerce").notna().all():
         return "numeric"
+    if len(nonnull) and _looks_like_datetimes(nonnull):
+        return "datetime"
     return "categorical"
+
+
+def _looks_like_datetimes(values: pd.Series) -> bool:
+    """ISO 8601 date-time strings (what CSV files hold after a round trip) are datetimes."""
+    sample = values.astype(str).iloc[:200]
+    if not sample.str.match(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?").all():
+        return False
+    return bool(pd.to_datetime(sample, errors="coerce", format="ISO8601").notna().all())
 
 
 def check_training_frame(frame: pd.DataFrame, schema: Schema) -> None:
@@ -357,12 +367,13 @@ def check_training_frame(frame: pd.DataFrame, schema: Schema) -> None:
             stacklevel=3,
         )
     n = len(frame)
+    kinds = {c.name: c.kind for c in schema.columns}
     id_like = [
         c
         for c in frame.columns
         if n >= 50
         and frame[c].nunique(dropna=True) == n
-        and (pd.api.types.is_integer_dtype(frame[c].dtype) or frame[c].dtype == object)
+        and (pd.api.types.is_integer_dtype(frame[c].dtype) or kinds[str(c)] == "categorical")
     ]
     if id_like:
         warnings.warn(

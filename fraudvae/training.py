@@ -41,6 +41,7 @@ class EpochLog:
     kl: float
     beta: float
     seconds: float
+    max_epochs: int
 
     def as_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.__dict__.items()}
@@ -118,7 +119,7 @@ def train(
             total += float(loss.detach()) * idx.numel()
             total_kl += float(kl.detach().sum())
         val = evaluate_loss(module, val_x)
-        log = EpochLog(epoch, total / n, val, total_kl / n, beta, time.perf_counter() - started)
+        log = EpochLog(epoch, total / n, val, total_kl / n, beta, time.perf_counter() - started, config.max_epochs)
         history.append(log)
         if on_epoch is not None:
             on_epoch(log)

@@ -135,3 +135,16 @@ def test_no_warning_for_clean_input(small_det: VAEDetector) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         small_det.anomaly_score(_frame(20))
+
+
+def test_iso_timestamps_read_from_csv_are_datetimes_not_identifiers(tmp_path) -> None:
+    """Regression: a CSV round trip turns timestamps into strings; they were inferred categorical."""
+    df = _frame().assign(ts=pd.date_range("2026-01-01", periods=200, freq="37min"))
+    df.to_csv(tmp_path / "t.csv", index=False)
+    back = pd.read_csv(tmp_path / "t.csv")
+    assert back["ts"].dtype == object
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        det = VAEDetector(random_state=0, max_epochs=1).fit(back)
+    assert det.schema_["ts"].kind == "datetime"
+    np.testing.assert_array_equal(det.anomaly_score(back.iloc[:5]), det.anomaly_score(df.iloc[:5]))

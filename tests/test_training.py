@@ -54,4 +54,4 @@ def test_training_keeps_the_best_validation_epoch(kind: str) -> None:
 
 def test_history_is_recorded(fitted: VAEDetector) -> None:
     assert len(fitted.history_) >= 1
-    assert set(fitted.history_[0]) == {"epoch", "train_loss", "val_loss", "kl", "beta", "seconds"}
+    assert set(fitted.history_[0]) == {"epoch", "train_loss", "val_loss", "kl", "beta", "seconds", "max_epochs"}

@@ -1,0 +1,300 @@
+"""The ``fraudvae`` command: a thin layer over :mod:`fraudvae.workflows` and friends.
+
+Every user mistake ends in one line on stderr (``fraudvae: error: ...``) and a non-zero
+exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fraudvae._version import __version__
+from fraudvae.exceptions import FraudVAEError
+from fraudvae.training import EpochLog
+
+__all__ = ["main"]
+
+EXIT_USER_ERROR = 2
+
+
+class EpochProgress:
+    """A tqdm bar on a terminal, one plain line per epoch otherwise, nothing with --quiet."""
+
+    def __init__(self, quiet: bool, stream: Any = None) -> None:
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.bar: Any = None
+        self.started = time.monotonic()
+
+    def __call__(self, log: EpochLog) -> None:
+        if self.quiet:
+            return
+        if self.stream.isatty():
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=log.max_epochs, desc="training", unit="epoch", file=self.stream, leave=False)
+            self.bar.set_postfix(train=f"{log.train_loss:.3f}", val=f"{log.val_loss:.3f}", refresh=False)
+            self.bar.update(1)
+            return
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / log.epoch * (log.max_epochs - log.epoch)
+        print(
+            f"epoch {log.epoch}/{log.max_epochs} train_loss={log.train_loss:.4f} val_loss={log.val_loss:.4f} "
+            f"kl={log.kl:.3f} elapsed={elapsed:.0f}s eta<={eta:.0f}s (early stopping may end sooner)",
+            file=self.stream,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _say(quiet: bool) -> Callable[[str], None]:
+    return (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+
+
+# ---------------------------------------------------------------------- commands
+def _cmd_train(args: argparse.Namespace) -> int:
+    from fraudvae.workflows import train_file
+
+    progress = EpochProgress(args.quiet)
+    params: dict[str, Any] = {"kind": args.kind, "random_state": args.seed}
+    if args.epochs is not None:
+        params["max_epochs"] = args.epochs
+    if args.scoring is not None:
+        params["scoring"] = args.scoring
+    try:
+        result = train_file(
+            args.data,
+            args.out,
+            label_column=args.label_column,
+            normal_value=args.normal_value,
+            time_column=args.time_column,
+            drop_columns=_split_list(args.drop_columns),
+            target_fpr=args.target_fpr,
+            compare=not args.no_compare,
+            on_epoch=progress,
+            log=_say(args.quiet),
+            **params,
+        )
+    finally:
+        progress.close()
+    s = result.summary
+    cal = s["calibration"]
+    print(
+        f"Saved model to {args.out}: fitted on {s['n_fit_rows']} normal rows in {s['fit_seconds']:.1f}s, "
+        f"threshold {cal['threshold']:.4g} ({_describe_goal(cal)})."
+    )
+    if s.get("comparison"):
+        best = max(s["comparison"], key=lambda r: r["auroc"])
+        print(
+            f"Test split AUROC: VAE {s['comparison'][0]['auroc']:.3f}; best of the comparison: {best['method']} {best['auroc']:.3f}."
+        )
+    if args.label_column:
+        print(
+            f"Next: fraudvae evaluate --model {args.out} --data {args.data} --label-column {args.label_column} --out REPORT_DIR"
+        )
+    return 0
+
+
+def _describe_goal(cal: dict[str, Any]) -> str:
+    r = cal["realized"]
+    parts = [f"target {k}={v}" for k, v in cal["goal"].items() if k.startswith("target")]
+    parts.append(f"realized FPR {r['false_positive_rate']:.4f} on {r['n_normal']} held-out normal rows")
+    if "precision" in r:
+        parts.append(f"precision {r['precision']:.3f}, recall {r['recall']:.3f}")
+    return "; ".join(parts)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from fraudvae.workflows import evaluate_file
+
+    result = evaluate_file(
+        args.model, args.data, args.label_column, args.out, normal_value=args.normal_value, all_rows=args.all_rows
+    )
+    m = result.metrics
+    at = m["at_threshold"]
+    print(result.note)
+    print(
+        f"{result.n_rows} rows, {m['n_fraud']} fraud: AUROC {m['auroc']:.3f}, AUPRC {m['auprc']:.3f}; at the threshold "
+        f"precision {at['precision']:.3f}, recall {at['recall']:.3f}, FPR {at['false_positive_rate']:.4f}."
+    )
+    print(f"Report: {result.report_dir / 'report.html'} (numbers in report.json, scores in scores.csv)")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from fraudvae.demo import run_demo
+
+    progress = EpochProgress(args.quiet)
+    try:
+        run_demo(args.out, rows=args.rows, seed=args.seed, on_epoch=progress, log=_say(args.quiet))
+    finally:
+        progress.close()
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from fraudvae.batch import run_batch
+
+    return run_batch(args)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from fraudvae.serve import run_server
+
+    return run_server(args)
+
+
+def _split_list(text: str | None) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else []
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fraudvae",
+        description="Fraud and anomaly detection with a variational autoencoder: train on normal rows, "
+        "calibrate a threshold, evaluate, and score in batch, on Spark or over HTTP.",
+    )
+    parser.add_argument("--version", action="version", version=f"fraudvae {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "train",
+        help="fit a detector on a CSV/Parquet file and save it",
+        description="Fit a detector on a table and save the model directory with a training summary. "
+        "With --label-column, only normal rows are fitted; a held-out split calibrates the threshold.",
+    )
+    p.add_argument("--data", required=True, help="training table: .csv, .csv.gz or .parquet")
+    p.add_argument("--out", required=True, help="model directory to write (replaced atomically if it exists)")
+    p.add_argument("--label-column", help="column holding the label; it is never used as a feature")
+    p.add_argument("--normal-value", help="value of the label column that marks normal rows (default: 0/false/no)")
+    p.add_argument(
+        "--time-column",
+        help="split by this column: fit on the oldest 60%%, calibrate on the next 20%%, "
+        "test on the newest 20%% (default: a random stratified split)",
+    )
+    p.add_argument("--drop-columns", help="comma-separated columns to leave out of the features (ids, free text)")
+    p.add_argument(
+        "--target-fpr", type=float, default=0.01, help="false-positive rate the threshold is set to (default 0.01)"
+    )
+    p.add_argument("--kind", choices=["vae", "ae", "dae", "ppca"], default="vae", help="model family (default vae)")
+    p.add_argument("--scoring", choices=["elbo", "reconstruction", "iwae"], help="default score (default elbo)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default: scaled to the data, early stopping)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed for the split, the weights and the scores (default 0)"
+    )
+    p.add_argument("--no-compare", action="store_true", help="skip fitting the comparison detectors on the test split")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score a labelled file and write the HTML/JSON report",
+        description="Score a labelled table with a saved model and write report.html, report.json and "
+        "scores.csv. On the model's own training file only its held-out test split is scored.",
+    )
+    p.add_argument("--model", required=True, help="model directory written by 'fraudvae train'")
+    p.add_argument("--data", required=True, help="labelled table: .csv, .csv.gz or .parquet")
+    p.add_argument("--label-column", required=True, help="column holding the label")
+    p.add_argument(
+        "--normal-value", help="label value of normal rows (default: the one used in training, else 0/false/no)"
+    )
+    p.add_argument("--out", required=True, help="report directory to write")
+    p.add_argument("--all-rows", action="store_true", help="score every row even if this is the training file")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "demo",
+        help="train and evaluate on built-in synthetic card transactions",
+        description="Generate the built-in card-transaction data, train, calibrate, evaluate and write "
+        "the model and the report. Seeded: the numbers repeat.",
+    )
+    p.add_argument(
+        "--out", default="demo_output", help="directory for the data, model and report (default demo_output)"
+    )
+    p.add_argument("--rows", type=int, default=40_000, help="transactions to generate (default 40000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the model (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "score",
+        help="score a CSV/Parquet file of any size in chunks (or on Spark)",
+        description="Stream a table through a saved model in constant memory. Rows that cannot be "
+        "scored go to OUT.rejects.csv with their line number and reason; OUT appears atomically.",
+    )
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument(
+        "--input", required=True, help="input .csv, .csv.gz or .parquet (a directory of them with --engine spark)"
+    )
+    p.add_argument("--output", required=True, help="output .csv, .csv.gz or .parquet (format from the extension)")
+    p.add_argument("--chunk-rows", type=int, default=50_000, help="rows per chunk (default 50000)")
+    p.add_argument("--keep-columns", help="comma-separated input columns to copy to the output (ids, amounts)")
+    p.add_argument("--explain-top-k", type=int, default=0, help="add the top K feature contributions per row")
+    p.add_argument(
+        "--max-reject-rate",
+        type=float,
+        default=0.0,
+        help="fail (exit 1) when more than this share of rows is rejected (default 0)",
+    )
+    p.add_argument("--engine", choices=["local", "spark"], default="local", help="local streaming (default) or Spark")
+    p.add_argument("--master", default="local[2]", help="Spark master with --engine spark (default local[2])")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser(
+        "serve",
+        help="serve /score and /batch_score over HTTP",
+        description="Start the HTTP scoring service (uvicorn). Settings may also come from FRAUDVAE_* "
+        "environment variables; a missing or corrupt model stops the start-up with one line.",
+    )
+    p.add_argument("--model", help="model directory (or FRAUDVAE_MODEL_DIR)")
+    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1, or FRAUDVAE_HOST)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8000, or FRAUDVAE_PORT)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default 1, or FRAUDVAE_WORKERS)")
+    p.set_defaults(func=_cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            # Library warnings (ignored columns, label-like names) become one readable line each.
+            warnings.simplefilter("always")
+            warnings.showwarning = _show_warning  # type: ignore[assignment]
+            return int(args.func(args))
+    except FraudVAEError as exc:
+        print(f"fraudvae: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        print(f"fraudvae: error: {exc.strerror or exc}: {exc.filename!r}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("fraudvae: interrupted", file=sys.stderr)
+        return 130
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    print(f"fraudvae: warning: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,338 @@
+"""Train, evaluate and demo jobs: what the CLI runs, callable from Python too.
+
+A training run on a labelled file splits it three ways (fit / calibration / test, at
+random with stratification or by time), fits on the normal rows of the first part only,
+calibrates on the second, and records the split in the artifact's training summary with
+the data file's SHA-256. ``evaluate`` on that same file then reproduces the split and
+reports on the test part only, so a report never grades a model on its training rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import IsolationForest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from fraudvae._version import __version__
+from fraudvae.detector import VAEDetector
+from fraudvae.evaluation import evaluate_scores
+from fraudvae.exceptions import DataFileError, InsufficientDataError
+from fraudvae.io import read_table
+from fraudvae.report import write_report
+from fraudvae.training import EpochLog
+
+__all__ = ["EvaluateResult", "TrainResult", "evaluate_file", "labels_from", "split_rows", "train_file"]
+
+SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def labels_from(frame: pd.DataFrame, label_column: str, normal_value: str | None) -> np.ndarray:
+    """1 = fraud. With ``normal_value``, every other value is fraud; else 1/true/yes is fraud."""
+    if label_column not in frame.columns:
+        raise DataFileError(
+            f"Label column {label_column!r} is not in the data; the columns are {list(frame.columns)[:30]}."
+        )
+    raw = frame[label_column]
+    if raw.isna().any():
+        raise DataFileError(
+            f"Label column {label_column!r} has {int(raw.isna().sum())} missing value(s); expected a label on every row."
+        )
+    text = raw.astype(str).str.strip()
+    if normal_value is not None:
+        normal = text == str(normal_value)
+        if not normal.any():
+            raise DataFileError(
+                f"No row of {label_column!r} equals the normal value {normal_value!r}; "
+                f"the values are {sorted(text.unique().tolist())[:10]}."
+            )
+        return (~normal).to_numpy().astype(int)
+    lowered = text.str.lower()
+    known = {"0", "1", "0.0", "1.0", "true", "false", "yes", "no"}
+    unknown = sorted(set(lowered.unique()) - known)
+    if unknown:
+        raise DataFileError(
+            f"Label column {label_column!r} holds {unknown[:5]}; pass --normal-value to say which value is normal."
+        )
+    return lowered.isin(["1", "1.0", "true", "yes"]).to_numpy().astype(int)
+
+
+def split_rows(
+    n: int, y: np.ndarray | None, seed: int, time_values: pd.Series | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row positions of the fit, calibration and test parts (60/20/20).
+
+    By time: the oldest rows fit, the newest test (train on the past, judge on the
+    future). Otherwise at random, stratified by label when there is one.
+    """
+    if time_values is not None:
+        order = np.argsort(
+            pd.to_datetime(time_values, errors="coerce", format="mixed").to_numpy()
+            if not pd.api.types.is_numeric_dtype(time_values.dtype)
+            else time_values.to_numpy(),
+            kind="stable",
+        )
+    else:
+        rng = np.random.default_rng(seed)
+        if y is None:
+            order = rng.permutation(n)
+        else:
+            # Stratify: shuffle each class, then interleave by rank so every part keeps the fraud rate.
+            keys = np.empty(n)
+            for cls in np.unique(y):
+                idx = np.flatnonzero(y == cls)
+                keys[idx] = (rng.permutation(idx.size) + rng.random(idx.size)) / idx.size
+            order = np.argsort(keys, kind="stable")
+    a = round(SPLIT_FRACTIONS[0] * n)
+    b = round((SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1]) * n)
+    return np.sort(order[:a]), np.sort(order[a:b]), np.sort(order[b:])
+
+
+def _features(frame: pd.DataFrame, label_column: str | None, drop: list[str]) -> pd.DataFrame:
+    missing = [c for c in drop if c not in frame.columns]
+    if missing:
+        raise DataFileError(
+            f"--drop-columns names {missing}, which are not in the data; the columns are {list(frame.columns)[:30]}."
+        )
+    return frame.drop(columns=[c for c in [label_column, *drop] if c])
+
+
+@dataclass
+class TrainResult:
+    detector: VAEDetector
+    summary: dict[str, Any]
+
+
+def _one_hot(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """What a hand-rolled baseline gets: numbers as they are, strings one-hot (<= 50 levels), median imputation."""
+    strings = [c for c in train.columns if not pd.api.types.is_numeric_dtype(train[c].dtype)]
+    keep = [c for c in strings if train[c].nunique() <= 50]
+    numeric = [c for c in train.columns if c not in strings]
+    both = pd.concat([train, test], keys=["train", "test"])
+    encoded = pd.get_dummies(both[numeric + keep], columns=keep, dtype=float)
+    tr, te = encoded.loc["train"], encoded.loc["test"]
+    median = tr.median()
+    return tr.fillna(median).to_numpy(dtype=np.float64), te.fillna(median).to_numpy(dtype=np.float64)
+
+
+def _compare(
+    X_fit: pd.DataFrame,
+    X_test: pd.DataFrame,
+    y_test: np.ndarray,
+    main: VAEDetector,
+    main_fit_s: float,
+    params: dict[str, Any],
+    seed: int,
+) -> list[dict[str, Any]]:
+    rows = [
+        {
+            "method": "VAE (this model)",
+            "auroc": float(roc_auc_score(y_test, s := main.anomaly_score(X_test))),
+            "auprc": float(average_precision_score(y_test, s)),
+            "fit_s": main_fit_s,
+        }
+    ]
+    for kind, label in (
+        ("ae", "deterministic autoencoder"),
+        ("dae", "denoising autoencoder"),
+        ("ppca", "probabilistic PCA"),
+    ):
+        started = time.perf_counter()
+        det = VAEDetector(**{**params, "kind": kind}).fit(X_fit)
+        fit_s = time.perf_counter() - started
+        s = det.anomaly_score(X_test)
+        rows.append(
+            {
+                "method": label,
+                "auroc": float(roc_auc_score(y_test, s)),
+                "auprc": float(average_precision_score(y_test, s)),
+                "fit_s": fit_s,
+            }
+        )
+    A, B = _one_hot(X_fit, X_test)
+    started = time.perf_counter()
+    iso = IsolationForest(n_estimators=200, random_state=seed).fit(A)
+    fit_s = time.perf_counter() - started
+    s = -iso.score_samples(B)
+    rows.append(
+        {
+            "method": "IsolationForest (one-hot)",
+            "auroc": float(roc_auc_score(y_test, s)),
+            "auprc": float(average_precision_score(y_test, s)),
+            "fit_s": fit_s,
+        }
+    )
+    return rows
+
+
+def train_file(
+    data: str | Path,
+    out: str | Path,
+    *,
+    label_column: str | None = None,
+    normal_value: str | None = None,
+    time_column: str | None = None,
+    drop_columns: list[str] | None = None,
+    target_fpr: float = 0.01,
+    compare: bool = True,
+    on_epoch: Callable[[EpochLog], None] | None = None,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    **params: Any,
+) -> TrainResult:
+    """Fit a detector on a file and save it with its training summary. See the module docstring."""
+    frame = read_table(data)
+    if len(frame) == 0:
+        raise InsufficientDataError(f"{str(data)!r} has no rows; expected normal transactions to learn from.")
+    drop = list(drop_columns or [])
+    if time_column is not None and time_column not in frame.columns:
+        raise DataFileError(
+            f"Time column {time_column!r} is not in the data; the columns are {list(frame.columns)[:30]}."
+        )
+    y = labels_from(frame, label_column, normal_value) if label_column else None
+    X = _features(frame, label_column, drop)
+    seed = int(params.get("random_state") or 0)
+    params = {**params, "random_state": seed, "target_fpr": target_fpr}
+    summary: dict[str, Any] = {
+        "fraudvae": __version__,
+        "data": str(data),
+        "data_sha256": file_sha256(data),
+        "n_rows": len(frame),
+        "label_column": label_column,
+        "normal_value": normal_value,
+        "time_column": time_column,
+        "drop_columns": drop,
+        "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()},
+    }
+    if y is None:
+        log(f"No label column: fitting on all {len(X)} rows as normal; the threshold comes from a held-out 10%.")
+        started = time.perf_counter()
+        det = VAEDetector(**params).fit(X, epoch_callback=on_epoch)
+        summary.update(
+            split={"method": "none"},
+            fit_seconds=time.perf_counter() - started,
+            n_fit_rows=det.n_train_rows_,
+            calibration=_calibration_summary(det),
+        )
+        det.save(str(out), extra_documents={"training_summary": summary})
+        return TrainResult(det, summary)
+
+    fit_idx, cal_idx, test_idx = split_rows(len(X), y, seed, frame[time_column] if time_column else None)
+    X_fit = X.iloc[fit_idx][y[fit_idx] == 0].reset_index(drop=True)
+    log(
+        f"Split {'by ' + repr(time_column) if time_column else 'at random (stratified)'}: "
+        f"{len(fit_idx)} fit ({len(X_fit)} normal used), {len(cal_idx)} calibration, {len(test_idx)} test rows."
+    )
+    started = time.perf_counter()
+    det = VAEDetector(**params).fit(X_fit, epoch_callback=on_epoch)
+    fit_s = time.perf_counter() - started
+    X_cal, y_cal = X.iloc[cal_idx].reset_index(drop=True), y[cal_idx]
+    det.calibrate(X_cal, y_cal, target_fpr=target_fpr)
+    summary.update(
+        split={
+            "method": "time" if time_column else "random",
+            "seed": seed,
+            "fractions": list(SPLIT_FRACTIONS),
+            "n_fit": len(fit_idx),
+            "n_calibration": len(cal_idx),
+            "n_test": len(test_idx),
+        },
+        n_fit_rows=len(X_fit),
+        fit_seconds=fit_s,
+        calibration=_calibration_summary(det),
+    )
+    if compare:
+        log(
+            "Fitting the comparison detectors (AE, denoising AE, probabilistic PCA, IsolationForest) on the same rows..."
+        )
+        X_test, y_test = X.iloc[test_idx].reset_index(drop=True), y[test_idx]
+        summary["comparison"] = _compare(X_fit, X_test, y_test, det, fit_s, params, seed)
+    det.save(str(out), extra_documents={"training_summary": summary})
+    return TrainResult(det, summary)
+
+
+def _calibration_summary(det: VAEDetector) -> dict[str, Any]:
+    return {k: v for k, v in det.calibration_.items() if k not in ("reference_scores", "feature_baseline")}
+
+
+@dataclass
+class EvaluateResult:
+    metrics: dict[str, Any]
+    report_dir: Path
+    n_rows: int
+    note: str
+
+
+def evaluate_file(
+    model_dir: str | Path,
+    data: str | Path,
+    label_column: str,
+    out: str | Path,
+    *,
+    normal_value: str | None = None,
+    all_rows: bool = False,
+) -> EvaluateResult:
+    """Score a labelled file with a saved model and write the report into ``out``."""
+    det = VAEDetector.load(str(model_dir))
+    summary = det.extra_documents_.get("training_summary", {})
+    frame = read_table(data)
+    if normal_value is None and summary.get("label_column") == label_column:
+        normal_value = summary.get("normal_value")
+    y = labels_from(frame, label_column, normal_value)
+    drop = [c for c in summary.get("drop_columns", []) if c in frame.columns]
+    X = _features(frame, label_column, drop)
+    note = "All rows of the file were scored."
+    same_file = summary.get("data_sha256") == file_sha256(data) and summary.get("split", {}).get("method") in (
+        "random",
+        "time",
+    )
+    comparison = None
+    comparison_note = (
+        "The comparison is computed by `fraudvae train` on its own test split; evaluate the training file to see it."
+    )
+    if same_file and not all_rows:
+        split = summary["split"]
+        time_col = summary.get("time_column")
+        _, _, test_idx = split_rows(len(X), y, int(split["seed"]), frame[time_col] if time_col else None)
+        X, y = X.iloc[test_idx].reset_index(drop=True), y[test_idx]
+        note = (
+            f"This is the model's training file: only its held-out test split ({len(y)} rows, "
+            f"split {split['method']}) was scored; pass --all-rows to score every row."
+        )
+        comparison = summary.get("comparison")
+        comparison_note = "Same fit rows and same test rows for every detector; fit seconds on this machine."
+    if len(np.unique(y)) < 2:
+        raise InsufficientDataError(
+            f"The evaluated rows hold {int(y.sum())} fraud among {len(y)}; a report needs both normal and fraud rows."
+        )
+    result = det.score_frame(X, explain_top_k=3)
+    metrics = evaluate_scores(y, result.anomaly_score, det.threshold_)
+    meta = {
+        "title": "fraudvae evaluation report",
+        "model_dir": str(model_dir),
+        "version": __version__,
+        "kind": det.kind,
+        "scoring": det.scoring,
+        "data": str(data),
+        "note": note,
+        "calibration": _calibration_summary(det),
+    }
+    report_dir = write_report(
+        out, y=y, result=result, metrics=metrics, meta=meta, comparison=comparison, comparison_note=comparison_note
+    )
+    return EvaluateResult(metrics, report_dir, len(y), note)

@@ -1,0 +1,1 @@
+"""The HTTP scoring service (FastAPI). It holds no ML logic: it calls VAEDetector.score_frame."""

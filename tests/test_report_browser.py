@@ -1,0 +1,59 @@
+"""The HTML report in a real browser: headless Chromium (Debian's), driven by Playwright."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from fraudvae.demo import run_demo
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    run_demo(out, rows=12_000, seed=0, log=lambda line: None)
+    return out
+
+
+def test_demo_writes_data_model_and_report(demo_dir: Path) -> None:
+    assert (demo_dir / "transactions.csv").stat().st_size > 0
+    assert (demo_dir / "model" / "manifest.json").exists()
+    for name in ("report.html", "report.json", "scores.csv"):
+        assert (demo_dir / "report" / name).stat().st_size > 0
+
+
+def test_report_renders_with_images_and_no_console_errors(demo_dir: Path) -> None:
+    assert Path(CHROMIUM).exists(), "Chromium is installed by scripts/install-system-deps.sh (make test)"
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        response = page.goto((demo_dir / "report" / "report.html").as_uri(), wait_until="load")
+        assert response is not None and response.ok
+        images = page.evaluate("[...document.images].map(i => ({ok: i.complete && i.naturalWidth > 100, alt: i.alt}))")
+        title = page.title()
+        headings = page.locator("h2").all_inner_texts()
+        browser.close()
+    assert title == "fraudvae evaluation report"
+    assert len(images) == 5 and all(i["ok"] for i in images), images
+    assert errors == []
+    assert all(u.startswith(("file:", "data:")) for u in requests), "the report must be self-contained"
+    assert any("calibrated threshold" in h for h in headings)
