@@ -27,10 +27,10 @@ from fraudvae.exceptions import (
     InsufficientDataError,
     NotFittedError,
 )
-from fraudvae.model import Inputs, TabularVAE, design_tensor, design_to_feature
+from fraudvae.model import Inputs, TabularVAE, design_tensor, design_to_feature, rowwise
 from fraudvae.preprocessing import Encoded, Preprocessor, expand_features
 from fraudvae.schema import Schema, as_frame, check_training_frame, infer_schema
-from fraudvae.scoring import Components, PPCAParams, score_ppca, score_vae, standard_normal_draws
+from fraudvae.scoring import Components, PPCAParams, row_sum, score_ppca, score_vae, standard_normal_draws
 from fraudvae.training import EpochLog, TrainConfig, train
 
 __all__ = ["LATENT", "SCORINGS", "ScoreResult", "VAEDetector"]
@@ -442,7 +442,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             return
         self._module64 = self._build_module().double()
         self._module64.load_state_dict({k: v.double() for k, v in self.module_.state_dict().items()})
-        self._module64.eval()
+        rowwise(self._module64).eval()
         self._draws = standard_normal_draws(self.n_score_samples, self.architecture_["latent_dim"], self.seed_)
 
     # ------------------------------------------------------------------ scoring core
@@ -504,7 +504,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         mod.bin[r[is_bin], feat[is_bin] - n_num] = typ_bin[feat[is_bin] - n_num]
         mod.cat[r[is_cat], feat[is_cat] - n_num - n_bin] = typ_cat[feat[is_cat] - n_num - n_bin]
         per_feature, latent = self._method_terms(self._components(mod, sampled=sampled), method)
-        modified = (per_feature.sum(axis=1) + latent).reshape(n, m)
+        modified = (row_sum(per_feature) + latent).reshape(n, m)
         drops = score[:, None] - modified
         order = np.argsort(-drops, axis=1, kind="stable")
         return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(drops, order, axis=1)
@@ -521,7 +521,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         perm = pre.to_schema_order
         per_feature, latent = self._method_terms(comp, method)
         contributions = np.column_stack([per_feature[:, perm], latent])
-        score = contributions.sum(axis=1)
+        score = row_sum(contributions)
         baseline = getattr(self, "calibration_", {}).get("feature_baseline", {}).get(method)
         excess = contributions - (np.asarray(baseline) if baseline is not None else 0.0)
         reference = getattr(self, "_reference", None)
@@ -533,8 +533,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             ranking, drops = self._rank_features(enc, score, excess, method, sampled, explain_top_k)
         return ScoreResult(
             anomaly_score=score,
-            reconstruction=comp.reconstruction.sum(axis=1),
-            neg_elbo=comp.elbo.sum(axis=1) + comp.kl,
+            reconstruction=row_sum(comp.reconstruction),
+            neg_elbo=row_sum(comp.elbo) + comp.kl,
             p_value=p_value,
             is_anomaly=score > threshold,
             threshold=threshold,

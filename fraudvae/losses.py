@@ -8,6 +8,7 @@ are all sums of the same matrices.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F
@@ -38,9 +39,19 @@ def kl_diag_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu**2 + torch.exp(logvar) - 1.0 - logvar)
 
 
-def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z; mu, diag(exp(logvar))) summed over the last dimension."""
-    return -0.5 * (_LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar)).sum(-1)
+def _sum(t: torch.Tensor, dim: int) -> torch.Tensor:
+    return t.sum(dim)
+
+
+def log_normal(
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, reduce: Callable[[torch.Tensor, int], torch.Tensor] = _sum
+) -> torch.Tensor:
+    """log N(z; mu, diag(exp(logvar))) summed over the last dimension.
+
+    Scoring passes a sequential ``reduce`` so the sum rounds the same at every memory
+    position (see :mod:`fraudvae.scoring`).
+    """
+    return -0.5 * reduce(_LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar), -1)
 
 
 def feature_nll(x: Inputs, out: DecoderOutput, nullable_num: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ __all__ = ["MISSING", "OTHER", "Encoded", "Preprocessor"]
 OTHER = "<other>"
 MISSING = "<missing>"
 _SKEW_FOR_LOG = 2.0
+_CLIP = 1e6
 
 
 @dataclass
@@ -46,7 +47,8 @@ def _signed_log1p(x: np.ndarray) -> np.ndarray:
 
 
 def _signed_expm1(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.expm1(np.abs(x))
+    # exp(700) is near float64's limit; a decoder extrapolating further means "huge" anyway.
+    return np.sign(x) * np.expm1(np.minimum(np.abs(x), 700.0))
 
 
 def _robust_center_scale(v: np.ndarray) -> tuple[float, float]:
@@ -146,7 +148,9 @@ class Preprocessor:
             v = np.asarray(derived[name], dtype=np.float64)
             if s["transform"] == "log1p":
                 v = _signed_log1p(v - s["shift"])
-            z = (v - s["center"]) / s["scale"]
+            # Beyond a million robust deviations a value is anomalous whatever it is;
+            # clipping keeps every score finite (JSON has no Infinity).
+            z = np.clip((v - s["center"]) / s["scale"], -_CLIP, _CLIP)
             missing = np.isnan(z)
             obs[:, j] = ~missing
             num[:, j] = np.where(missing, 0.0, z)
@@ -155,6 +159,7 @@ class Preprocessor:
             if self.bin_features
             else np.zeros((n, 0))
         )
+        binary = np.clip(binary, -_CLIP, _CLIP)
         cat = np.zeros((n, len(self.cat_features)), dtype=np.int64)
         for j, name in enumerate(self.cat_features):
             index = self._cat_index[j]

@@ -5,9 +5,12 @@ job and Spark all reach it through :meth:`fraudvae.VAEDetector.score_frame`.
 
 Determinism: sampled scores use one fixed set of standard-normal draws shared by all
 rows (``z_k = mu + sigma * eps_k``), so a row's score does not depend on which other
-rows are in the batch; rows are scored in float64 in chunks of a fixed size (padded),
-so every matrix product has the same shape and a row gets bit-identical results
-whether it is scored alone, in a batch, or on a Spark executor.
+rows are in the batch. Rows are scored in float64 in chunks of a fixed shape, whose
+last rows are always padding, and every reduction (over draws, features or latent
+dimensions) is a sequence of elementwise operations: vectorised reduction kernels
+round differently depending on where a row sits in memory, elementwise IEEE operations
+do not. A row therefore gets bit-identical results alone, in any batch, at any
+position, or on a Spark executor.
 """
 
 from __future__ import annotations
@@ -25,6 +28,35 @@ from fraudvae.preprocessing import Encoded
 __all__ = ["CHUNK_ROWS", "Components", "PPCAParams", "score_ppca", "score_vae", "standard_normal_draws"]
 
 CHUNK_ROWS = 256
+#: Padding rows after every chunk: real rows never sit in a kernel's scalar tail.
+_GUARD_ROWS = 16
+
+
+def seq_sum(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sum along ``dim`` as a chain of elementwise additions (same rounding at every position)."""
+    parts = t.unbind(dim)
+    acc = parts[0].clone()
+    for p in parts[1:]:
+        acc = acc + p
+    return acc
+
+
+def seq_max(t: torch.Tensor, dim: int) -> torch.Tensor:
+    parts = t.unbind(dim)
+    acc = parts[0].clone()
+    for p in parts[1:]:
+        acc = torch.maximum(acc, p)
+    return acc
+
+
+def row_sum(a: np.ndarray) -> np.ndarray:
+    """Row sums of a 2-D array as a chain of column additions (numpy's pairwise sum varies with layout)."""
+    if a.shape[1] == 0:
+        return np.zeros(a.shape[0])
+    acc = a[:, 0].copy()
+    for j in range(1, a.shape[1]):
+        acc += a[:, j]
+    return acc
 
 
 @dataclass
@@ -53,7 +85,7 @@ def _padded_chunks(enc: Encoded, chunk: int):  # type: ignore[no-untyped-def]
     n = len(enc)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        idx = np.arange(start, start + chunk)
+        idx = np.arange(start, start + chunk + _GUARD_ROWS)
         idx[idx >= stop] = stop - 1  # pad by repeating the last row
         part = enc.take(idx)
         yield (
@@ -100,7 +132,7 @@ def score_vae(module: TabularVAE, enc: Encoded, draws: torch.Tensor, *, sampled:
             latent[start:stop] = mu[:m].numpy()
             if logvar is None or not sampled:
                 kl = (
-                    kl_diag_normal(mu, logvar).sum(-1)
+                    seq_sum(kl_diag_normal(mu, logvar), -1)
                     if logvar is not None
                     else torch.zeros(mu.shape[0], dtype=mu.dtype)
                 )
@@ -112,16 +144,23 @@ def score_vae(module: TabularVAE, enc: Encoded, draws: torch.Tensor, *, sampled:
             std = torch.exp(0.5 * logvar)
             z = mu.unsqueeze(0) + std.unsqueeze(0) * draws.unsqueeze(1)  # (K, B, L)
             nll = feature_nll(x, module.decode(z), module.nullable_num)  # (K, B, F)
-            kl = kl_diag_normal(mu, logvar).sum(-1)
-            elbo[start:stop] = nll.mean(0)[:m].numpy()
+            kl = seq_sum(kl_diag_normal(mu, logvar), -1)
+            elbo[start:stop] = (seq_sum(nll, 0) / k)[:m].numpy()
             kl_out[start:stop] = kl[:m].numpy()
             zeros = torch.zeros_like(mu)
-            log_w = -nll.sum(-1) + log_normal(z, zeros, zeros) - log_normal(z, mu.unsqueeze(0), logvar.unsqueeze(0))
-            weights = torch.softmax(log_w, dim=0)  # (K, B)
-            total = -(torch.logsumexp(log_w, dim=0) - math.log(k))
-            share = (weights.unsqueeze(-1) * nll).sum(0)
+            log_w = (
+                -seq_sum(nll, -1)
+                + log_normal(z, zeros, zeros, reduce=seq_sum)
+                - log_normal(z, mu.unsqueeze(0), logvar.unsqueeze(0), reduce=seq_sum)
+            )  # (K, B)
+            top = seq_max(log_w, 0)
+            weights = torch.exp(log_w - top)
+            norm = seq_sum(weights, 0)
+            weights = weights / norm
+            total = -(top + torch.log(norm) - math.log(k))
+            share = seq_sum(weights.unsqueeze(-1) * nll, 0)
             iwae[start:stop] = share[:m].numpy()
-            iw_latent[start:stop] = (total - share.sum(-1))[:m].numpy()
+            iw_latent[start:stop] = (total - seq_sum(share, -1))[:m].numpy()
     return Components(rec, elbo, kl_out, iwae, iw_latent, num_mean, bin_prob, cat_mode, latent)
 
 
@@ -151,7 +190,10 @@ def score_ppca(params: PPCAParams, design: np.ndarray, n_features: int) -> np.nd
         stop = min(start + CHUNK_ROWS, n)
         idx = np.minimum(np.arange(start, start + CHUNK_ROWS), stop - 1)
         r = design[idx] - params.mean
-        per_design[start:stop] = (const + 0.5 * r * (r @ params.precision))[: stop - start]
+        # One matrix-vector product per row (a stacked matmul): a GEMM over the chunk
+        # would round a row differently depending on its position.
+        quad = np.matmul(r[:, None, :], params.precision)[:, 0, :]
+        per_design[start:stop] = (const + 0.5 * r * quad)[: stop - start]
     out = np.zeros((n, n_features))
     np.add.at(out.T, params.design_to_feature, per_design.T)
     return out

@@ -56,3 +56,34 @@ def load_ulb(shared: Path) -> tuple[pd.DataFrame, np.ndarray]:
     df = pd.read_csv(shared / "fraud" / "ulb_creditcard_fraud_subset.csv.gz")
     y = df.pop("Class").to_numpy().astype(int)
     return df, y
+
+
+@pytest.fixture(scope="session")
+def model_dir(fitted: VAEDetector, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fitted demo-data detector saved as an artifact (read-only for tests)."""
+    path = tmp_path_factory.mktemp("model") / "model"
+    fitted.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def other_model_dir(normal_train: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second, different model with the same schema (for reloads)."""
+    path = tmp_path_factory.mktemp("model2") / "model"
+    VAEDetector(random_state=1, max_epochs=3).fit(normal_train.iloc[:1500]).save(str(path))
+    return path
+
+
+def a_transaction() -> dict[str, object]:
+    return {
+        "timestamp": "2026-02-01T10:15:00",
+        "amount": 42.5,
+        "merchant_category": "grocery",
+        "country": "US",
+        "channel": "pos",
+        "card_present": True,
+        "hour": 10,
+        "distance_from_home_km": 3.2,
+        "txn_count_1h": 0,
+        "txn_count_24h": 2,
+    }

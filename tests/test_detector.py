@@ -27,13 +27,21 @@ def test_scores_are_bit_identical_on_repeated_calls(fitted: VAEDetector, holdout
     assert first.tobytes() == second.tobytes()
 
 
-def test_row_score_does_not_depend_on_the_batch(fitted: VAEDetector, holdout) -> None:
+@pytest.mark.parametrize("scoring", SCORINGS)
+def test_row_score_does_not_depend_on_batch_or_position(fitted: VAEDetector, holdout, scoring: str) -> None:
+    """Every term of a row's score is bit-identical alone, in any batch, at any position."""
     X, _ = holdout
-    batch = fitted.anomaly_score(X.iloc[: CHUNK_ROWS + 37])
-    alone = np.array([fitted.anomaly_score(X.iloc[[i]])[0] for i in (0, 5, CHUNK_ROWS + 3)])
-    shuffled = fitted.anomaly_score(X.iloc[: CHUNK_ROWS + 37].iloc[::-1])[::-1]
-    assert alone.tobytes() == batch[[0, 5, CHUNK_ROWS + 3]].tobytes()
-    assert shuffled.tobytes() == batch.tobytes()
+    rows = X.iloc[:300]
+    reference = fitted.score_frame(rows, scoring=scoring).contributions
+    for offset in (1, 3, 17, CHUNK_ROWS - 1):
+        shifted = pd.concat([X.iloc[1000 : 1000 + offset], rows], ignore_index=True)
+        got = fitted.score_frame(shifted, scoring=scoring).contributions[offset:]
+        assert got.tobytes() == reference.tobytes(), f"offset {offset}"
+    reversed_ = fitted.score_frame(rows.iloc[::-1], scoring=scoring).contributions[::-1]
+    assert reversed_.tobytes() == reference.tobytes()
+    for i in (0, 7, CHUNK_ROWS - 1, CHUNK_ROWS, 299):
+        alone = fitted.score_frame(rows.iloc[[i]], scoring=scoring)
+        assert alone.contributions[0].tobytes() == reference[i].tobytes(), f"row {i}"
 
 
 def test_scores_are_bit_identical_after_save_and_load(fitted: VAEDetector, holdout, tmp_path) -> None:
@@ -151,6 +159,8 @@ def test_other_kinds_fit_score_and_explain(normal_train: pd.DataFrame, holdout, 
     np.testing.assert_allclose(det.feature_contributions(X).sum(axis=1), score, rtol=1e-12, atol=1e-9)
     det.save(str(tmp_path / kind))
     assert VAEDetector.load(str(tmp_path / kind)).anomaly_score(X).tobytes() == score.tobytes()
+    shifted = det.feature_contributions(pd.concat([X.iloc[-3:], X], ignore_index=True)).to_numpy()[3:]
+    assert shifted.tobytes() == det.feature_contributions(X).to_numpy().tobytes()
 
 
 def test_ppca_matches_sklearn_likelihood(normal_train: pd.DataFrame) -> None:

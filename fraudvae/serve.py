@@ -1,0 +1,45 @@
+"""``fraudvae serve``: check the configuration and the model, then start uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["run_server"]
+
+
+def run_server(args: argparse.Namespace) -> int:
+    import uvicorn
+    from pydantic import ValidationError
+
+    from fraudvae import VAEDetector
+    from fraudvae.exceptions import FraudVAEError
+    from service.settings import Settings
+
+    # Command-line options win over FRAUDVAE_* variables; workers inherit them through the environment.
+    for option, var in (("model", "MODEL_DIR"), ("host", "HOST"), ("port", "PORT"), ("workers", "WORKERS")):
+        value = getattr(args, option)
+        if value is not None:
+            os.environ[f"FRAUDVAE_{var}"] = str(value)
+    try:
+        settings = Settings()  # type: ignore[call-arg]
+        VAEDetector.load(str(settings.model_dir))  # fail before accepting traffic, with one line
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"]) or "settings"
+        hint = " (pass --model or set FRAUDVAE_MODEL_DIR)" if field == "model_dir" else ""
+        print(f"fraudvae: error: invalid setting FRAUDVAE_{field.upper()}: {first['msg']}{hint}", file=sys.stderr)
+        return 2
+    except FraudVAEError as exc:
+        print(f"fraudvae: error: cannot serve {str(settings.model_dir)!r}: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+    )
+    return 0

@@ -1,0 +1,154 @@
+"""Request and response schemas. Requests are built from the model's training schema.
+
+A transaction's JSON fields are the training columns with their types, so ``/docs``
+shows the real names; strings are not accepted for numbers, NaN and Infinity are not
+numbers, unknown fields are refused, and nullable columns accept ``null``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr, WithJsonSchema, create_model
+from pydantic.types import FiniteFloat
+
+from fraudvae.schema import ColumnSpec, Schema
+
+Number = Annotated[FiniteFloat, Field(strict=True)]
+
+
+def _supported_year(value: dt.datetime) -> dt.datetime:
+    if not 1700 <= value.year <= 2199:
+        raise ValueError("a date-time between the years 1700 and 2199")
+    return value
+
+
+#: pandas timestamps cover 1678-2261; the contract says so in the schema too.
+DateTime = Annotated[
+    dt.datetime,
+    AfterValidator(_supported_year),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": "^(1[7-9]|2[01])[0-9]{2}-"}),
+]
+
+
+def _field_type(spec: ColumnSpec) -> Any:
+    if spec.kind == "numeric":
+        t: Any = Number
+    elif spec.kind == "categorical":
+        t = StrictStr
+    elif spec.kind == "datetime":
+        t = DateTime
+    elif spec.levels == (False, True):
+        t = StrictBool
+    else:
+        t = Literal[tuple(spec.levels)]  # type: ignore[misc]
+    return t | None if spec.nullable else t
+
+
+def _python_name(name: str, taken: set[str]) -> str:
+    base = re.sub(r"\W", "_", name)
+    if not base or base[0].isdigit() or base.startswith("_"):
+        base = "f_" + base
+    candidate, i = base, 1
+    while candidate in taken:
+        candidate, i = f"{base}_{i}", i + 1
+    taken.add(candidate)
+    return candidate
+
+
+def transaction_model(schema: Schema) -> type[BaseModel]:
+    """A pydantic model with one field per training column (aliased to the real name)."""
+    fields: dict[str, Any] = {}
+    taken: set[str] = set()
+    for spec in schema.columns:
+        description = f"{spec.kind} column, expected {spec.expected}"
+        default = None if spec.nullable else ...
+        fields[_python_name(spec.name, taken)] = (
+            _field_type(spec),
+            Field(default, alias=spec.name, description=description),
+        )
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        "Transaction",
+        __config__=ConfigDict(extra="forbid", populate_by_name=False),
+        **fields,
+    )
+
+
+class FeatureContribution(BaseModel):
+    feature: str = Field(description="Model feature (a column, or a part of a datetime column).")
+    contribution: float = Field(description="This feature's term of the anomaly score (nats).")
+    attribution: float = Field(description="How much the score falls when this feature alone is made typical.")
+    value: float | str | bool | None = Field(description="The row's value.")
+    expected: float | str | bool | None = Field(description="What the model expected for this row.")
+
+
+class ScoreComponents(BaseModel):
+    reconstruction_error: float = Field(description="Negative log-likelihood at the posterior mean.")
+    neg_elbo: float = Field(description="Negative evidence lower bound.")
+
+
+class RowScore(BaseModel):
+    anomaly_score: float
+    is_anomaly: bool
+    threshold: float
+    p_value: float = Field(description="Conformal p-value against held-out normal rows (small = unusual).")
+    components: ScoreComponents
+    top_features: list[FeatureContribution]
+
+
+class ScoreResponse(RowScore):
+    model_version: str
+    request_id: str
+
+
+class BatchSummary(BaseModel):
+    rows: int
+    flagged: int
+    elapsed_ms: float
+
+
+class BatchResponse(BaseModel):
+    results: list[RowScore] = Field(description="One result per input row, in input order.")
+    summary: BatchSummary
+    model_version: str
+    request_id: str
+
+
+class FieldError(BaseModel):
+    field: str | None = Field(description="Offending field (column), when the error is about one.")
+    row: int | None = Field(None, description="Row of a batch (0-based), when the error is about one.")
+    value: Any = Field(None, description="The value received (truncated), if any.")
+    expected: str = Field(description="What was expected.")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str | list[FieldError]
+    request_id: str | None = None
+
+
+class ModelInfo(BaseModel):
+    model_version: str
+    fraudvae_version: str
+    kind: str
+    scoring: str
+    threshold: float
+    schema_: dict[str, Any] = Field(alias="schema")
+    calibration: dict[str, Any]
+    training: dict[str, Any]
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ReloadRequest(BaseModel):
+    model_dir: str | None = Field(None, description="New model directory; default: re-read the current one.")
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReloadResponse(BaseModel):
+    model_version: str
+    previous_version: str
+    model_dir: str

@@ -1,0 +1,43 @@
+"""Service settings from ``FRAUDVAE_*`` environment variables, validated at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every option of the service; a bad value stops the start-up with the variable's name."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUDVAE_", extra="ignore")
+
+    model_dir: Path = Field(description="Directory written by VAEDetector.save / fraudvae train.")
+    host: str = Field("127.0.0.1", description="Bind address.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port.")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated keys; when set, scoring and model endpoints need X-API-Key."
+    )
+    admin_key: SecretStr | None = Field(None, description="Key for POST /model/reload (reload is disabled without it).")
+    max_batch_rows: int = Field(10_000, ge=1, description="Largest /batch_score batch.")
+    max_body_bytes: int = Field(20_000_000, ge=1024, description="Largest request body.")
+    explain_top_k: int = Field(3, ge=0, le=50, description="Top contributing features returned per row.")
+    torch_threads: int = Field(1, ge=1, le=64, description="Torch threads per worker (1 suits concurrent requests).")
+    log_level: str = Field("info", pattern="^(critical|error|warning|info|debug)$", description="uvicorn log level.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("model_dir")
+    @classmethod
+    def _model_dir_exists(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"model directory {str(value)!r} does not exist")
+        return value
