@@ -92,6 +92,8 @@ class ScoreResult:
         normal rows, the score drop when the feature alone is made typical
         (``attribution``), the row's value and the model's expected value.
         """
+        if len(self) == 0:
+            return []
         if self.ranking is None or self.drops is None:
             raise ValueError("top_features needs a result scored with explain_top_k > 0.")
         k = min(k, self.ranking.shape[1])
@@ -437,12 +439,12 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.architecture_ = {"kind": "ppca", "latent_dim": q, "design_dim": d}
 
     def _prepare_scoring(self) -> None:
-        """Build what scoring needs once (a float64 network copy and the fixed draws)."""
+        """Build what scoring needs once (a row-wise copy of the network and the fixed draws)."""
         if self.kind == "ppca":
             return
-        self._module64 = self._build_module().double()
-        self._module64.load_state_dict({k: v.double() for k, v in self.module_.state_dict().items()})
-        rowwise(self._module64).eval()
+        self._scoring_module = self._build_module()
+        self._scoring_module.load_state_dict(self.module_.state_dict())
+        rowwise(self._scoring_module).eval()
         self._draws = standard_normal_draws(self.n_score_samples, self.architecture_["latent_dim"], self.seed_)
 
     # ------------------------------------------------------------------ scoring core
@@ -463,7 +465,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             latent = (self._design(enc) - mean) @ self.ppca_.components.T
             zero = np.zeros(n)
             return Components(nll, nll, zero, nll, zero, num_mean, bin_prob, cat_mode, latent)
-        return score_vae(self._module64, enc, self._draws, sampled=sampled)
+        return score_vae(self._scoring_module, enc, self._draws, sampled=sampled)
 
     @staticmethod
     def _method_terms(comp: Components, method: str) -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,11 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     try:
         if fmt == "parquet":
             return pq.read_table(p).to_pandas()
-        return pd.read_csv(p, sep="\t" if p.name.lower().endswith(".tsv") else ",", low_memory=False)
+        # round_trip: correctly rounded floats, as pyarrow parses them in the batch job, so
+        # every entry point sees the same numbers (pandas' fast parser is off by an ulp at times).
+        return pd.read_csv(
+            p, sep="\t" if p.name.lower().endswith(".tsv") else ",", low_memory=False, float_precision="round_trip"
+        )
     except (OSError, ValueError, pa.ArrowException, UnicodeDecodeError, pd.errors.ParserError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataFileError(f"Cannot read {str(p)!r} as {fmt.upper()}: {first}") from exc

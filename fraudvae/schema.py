@@ -209,7 +209,7 @@ def _normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple
             num = col.to_numpy(dtype=np.float64, na_value=np.nan)
             unparsable = np.zeros(len(col), dtype=bool)
         else:
-            obj = col.astype(object).map(lambda v: float(v) if isinstance(v, bool) else v)
+            obj = col.astype(object).map(_bool_as_number)
             num = pd.to_numeric(obj, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
             unparsable = np.isnan(num) & ~isna
         for i in np.flatnonzero(unparsable):
@@ -242,6 +242,18 @@ def _normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple
         for i in np.flatnonzero(isna):
             problems.append((int(i), ColumnProblem(spec.name, "a missing value", spec.expected, int(i))))
     return parsed.to_numpy(dtype="datetime64[ns]"), problems
+
+
+_BOOL_TEXT = {"true": 1.0, "false": 0.0}
+
+
+def _bool_as_number(value: Any) -> Any:
+    """True/False (also as text, as CSV files hold them) are 1/0."""
+    if isinstance(value, bool | np.bool_):
+        return float(value)
+    if isinstance(value, str) and value.strip().lower() in _BOOL_TEXT:
+        return _BOOL_TEXT[value.strip().lower()]
+    return value
 
 
 def _category_key(value: Any) -> str:

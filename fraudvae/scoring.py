@@ -5,7 +5,7 @@ job and Spark all reach it through :meth:`fraudvae.VAEDetector.score_frame`.
 
 Determinism: sampled scores use one fixed set of standard-normal draws shared by all
 rows (``z_k = mu + sigma * eps_k``), so a row's score does not depend on which other
-rows are in the batch. Rows are scored in float64 in chunks of a fixed shape, whose
+rows are in the batch. Rows are scored (float32, summed in float64) in fixed-shape chunks whose
 last rows are always padding, and every reduction (over draws, features or latent
 dimensions) is a sequence of elementwise operations: vectorised reduction kernels
 round differently depending on where a row sits in memory, elementwise IEEE operations
@@ -77,7 +77,7 @@ class Components:
 def standard_normal_draws(n_samples: int, dim: int, seed: int) -> torch.Tensor:
     """The fixed draws behind sampled scores (antithetic pairs halve their variance)."""
     g = torch.Generator().manual_seed(seed)
-    half = torch.randn(math.ceil(n_samples / 2), dim, generator=g, dtype=torch.float64)
+    half = torch.randn(math.ceil(n_samples / 2), dim, generator=g, dtype=torch.float64).float()
     return torch.cat([half, -half])[:n_samples]
 
 
@@ -92,16 +92,16 @@ def _padded_chunks(enc: Encoded, chunk: int):  # type: ignore[no-untyped-def]
             start,
             stop,
             Inputs(
-                torch.from_numpy(part.num),
-                torch.from_numpy(part.num_obs),
-                torch.from_numpy(part.bin),
+                torch.from_numpy(part.num).float(),
+                torch.from_numpy(part.num_obs).float(),
+                torch.from_numpy(part.bin).float(),
                 torch.from_numpy(part.cat),
             ),
         )
 
 
 def score_vae(module: TabularVAE, enc: Encoded, draws: torch.Tensor, *, sampled: bool = True) -> Components:
-    """Score encoded rows with a float64 copy of the network.
+    """Score encoded rows with the row-wise copy of the network (see the module docstring).
 
     ``sampled=False`` skips the K decoder passes (ELBO and IWAE then equal the
     reconstruction at the posterior mean plus the KL), for callers that only need the

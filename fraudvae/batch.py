@@ -1,0 +1,313 @@
+"""``fraudvae score``: stream a CSV or Parquet file of any size through a model.
+
+Chunks are read with pyarrow, scored with :meth:`VAEDetector.score_frame` (the function
+the HTTP service uses) and appended to a temporary file beside the output, renamed into
+place only when the whole input has been scored: a killed job leaves no partial output,
+and a re-run writes the same bytes. Rows that cannot be scored go to ``OUT.rejects.csv``
+with their line number and the reason; none is dropped silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from fraudvae.detector import ScoreResult, VAEDetector
+from fraudvae.exceptions import ConfigurationError, DataFileError
+from fraudvae.io import atomic_path, file_format
+from fraudvae.schema import Schema
+
+__all__ = ["BatchSummary", "result_columns", "run_batch", "score_file"]
+
+SCORE_COLUMNS = ["anomaly_score", "is_anomaly", "p_value"]
+
+
+@dataclass
+class BatchSummary:
+    rows_read: int = 0
+    rows_scored: int = 0
+    rows_flagged: int = 0
+    rows_rejected: int = 0
+    seconds: float = 0.0
+
+    @property
+    def reject_rate(self) -> float:
+        return self.rows_rejected / self.rows_read if self.rows_read else 0.0
+
+    def line(self) -> str:
+        rate = self.rows_read / self.seconds if self.seconds else 0.0
+        return (
+            f"rows read {self.rows_read}, scored {self.rows_scored}, flagged {self.rows_flagged}, "
+            f"rejected {self.rows_rejected}, {self.seconds:.1f}s ({rate:,.0f} rows/s)"
+        )
+
+
+# ---------------------------------------------------------------------- reading
+def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
+    """Yield (frame, first line number) per chunk; CSV line numbers count the header as line 1."""
+    needed = list(dict.fromkeys([*schema.names, *keep]))
+    if file_format(path) == "parquet":
+        dataset = ds.dataset(path, format="parquet")
+        missing = [c for c in needed if c not in dataset.schema.names]
+        if missing:
+            raise DataFileError(f"{str(path)!r} lacks column(s) {missing}; the model needs {schema.names}.")
+        line = 1
+        for batch in dataset.to_batches(columns=needed, batch_size=chunk_rows):
+            yield batch.to_pandas(), line
+            line += batch.num_rows
+        return
+    try:
+        header = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataFileError(f"Cannot read {str(path)!r} as CSV: {str(exc).splitlines()[0]}") from exc
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise DataFileError(f"{str(path)!r} lacks column(s) {missing}; the model needs {schema.names}.")
+    # Every column as text: one unparseable value must reject its row, not the whole block.
+    convert = pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in header}, include_columns=needed, strings_can_be_null=True
+    )
+    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22), convert_options=convert)
+    line = 2
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    try:
+        for batch in reader:
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            if pending_rows >= chunk_rows:
+                table = pa.Table.from_batches(pending)
+                for start in range(0, table.num_rows - chunk_rows + 1, chunk_rows):
+                    yield _typed(table.slice(start, chunk_rows), schema), line
+                    line += chunk_rows
+                rest = table.num_rows % chunk_rows
+                pending = table.slice(table.num_rows - rest).to_batches() if rest else []
+                pending_rows = rest
+    except pa.ArrowInvalid as exc:
+        raise DataFileError(f"Cannot read {str(path)!r} near line {line}: {str(exc).splitlines()[0]}") from exc
+    if pending_rows:
+        yield _typed(pa.Table.from_batches(pending), schema), line
+
+
+def _typed(table: pa.Table, schema: Schema) -> pd.DataFrame:
+    """Text columns to pandas, numeric ones cast by arrow when every value parses (the fast path).
+
+    A column with an unparseable value stays text; ``Schema.validate_frame`` then names
+    the bad rows.
+    """
+    columns: dict[str, Any] = {}
+    kinds = {c.name: c.kind for c in schema.columns}
+    for name in table.column_names:
+        col = table.column(name)
+        if kinds.get(name) in ("numeric", "binary"):
+            try:
+                columns[name] = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+                continue
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
+        columns[name] = col.to_pandas()
+    return pd.DataFrame(columns)
+
+
+# ---------------------------------------------------------------------- writing
+def result_columns(result: ScoreResult, top_k: int) -> dict[str, Any]:
+    """The score columns of a result (shared by the batch job and Spark)."""
+    out: dict[str, Any] = {
+        "anomaly_score": result.anomaly_score,
+        "is_anomaly": np.asarray(result.is_anomaly, dtype=bool),
+        "p_value": result.p_value,
+    }
+    if top_k:
+        tops = result.top_features(top_k)
+        for r in range(top_k):
+            out[f"feature_{r + 1}"] = [t[r]["feature"] if r < len(t) else None for t in tops]
+            out[f"contribution_{r + 1}"] = [t[r]["contribution"] if r < len(t) else None for t in tops]
+    return out
+
+
+class _Writer:
+    """Appends tables to a temporary file; ``commit`` renames it onto the target."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.tmp = atomic_path(target)
+        self.fmt = file_format(target) if target.suffix or target.name.endswith(".gz") else "csv"
+        self._writer: Any = None
+        self._sink: Any = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            if self.fmt == "parquet":
+                self._writer = pq.ParquetWriter(self.tmp, table.schema)
+            else:
+                self._sink = (
+                    pa.CompressedOutputStream(str(self.tmp), "gzip")
+                    if self.target.name.endswith(".gz")
+                    else pa.OSFile(str(self.tmp), "wb")
+                )
+                self._writer = pacsv.CSVWriter(self._sink, table.schema)
+        self._writer.write_table(table)
+
+    def commit(self) -> None:
+        self.close()
+        self.tmp.replace(self.target)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+
+    def discard(self) -> None:
+        self.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _reason(problems: list[Any]) -> str:
+    return "; ".join(f"{p.column}: found {p.found}, expected {p.expected}" for p in problems)
+
+
+def score_file(
+    model_dir: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    chunk_rows: int = 50_000,
+    keep_columns: list[str] | None = None,
+    explain_top_k: int = 0,
+    max_reject_rate: float = 0.0,
+    progress: bool = False,
+) -> BatchSummary:
+    """Score a file chunk by chunk; see the module docstring. Returns the summary.
+
+    The output is committed only when the reject rate is within ``max_reject_rate``;
+    otherwise the rejects file is kept (it says why) and the output is not written.
+    """
+    if chunk_rows < 1:
+        raise ConfigurationError(f"--chunk-rows {chunk_rows} is invalid; expected a positive number of rows.")
+    if not 0.0 <= max_reject_rate <= 1.0:
+        raise ConfigurationError(f"--max-reject-rate {max_reject_rate} is invalid; expected a share between 0 and 1.")
+    started = time.perf_counter()
+    det = VAEDetector.load(str(model_dir))
+    src, dst = Path(input_path), Path(output_path)
+    if not src.exists():
+        raise DataFileError(f"Input {str(src)!r} does not exist; check the path.")
+    if dst.resolve() == src.resolve():
+        raise ConfigurationError("--output is the same file as --input; choose another path.")
+    keep = list(keep_columns or [])
+    rejects_path = dst.with_name(dst.name + ".rejects.csv")
+    out, rejects = _Writer(dst), _Writer(rejects_path)
+    summary = BatchSummary()
+    bar = _progress(src) if progress else None
+    try:
+        for frame, first_line in _chunks(src, det.schema_, keep, chunk_rows):
+            result = det.score_frame(frame, errors="collect", warn_extra=False, explain_top_k=explain_top_k)
+            positions = result.row_positions if result.row_positions is not None else np.arange(len(frame))
+            kept = {c: frame[c].to_numpy()[positions] for c in keep}
+            out.write(pa.table({**kept, **result_columns(result, explain_top_k)}))
+            if result.rejected:
+                rows = sorted(result.rejected)
+                rejects.write(
+                    pa.table(
+                        {
+                            "line": pa.array([first_line + r for r in rows], pa.int64()),
+                            "reason": [_reason(result.rejected[r]) for r in rows],
+                        }
+                    )
+                )
+            summary.rows_read += len(frame)
+            summary.rows_scored += len(result)
+            summary.rows_flagged += int(np.sum(result.is_anomaly))
+            summary.rows_rejected += len(result.rejected)
+            if bar is not None:
+                bar.update(len(frame))
+    except BaseException:
+        out.discard()
+        rejects.discard()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    summary.seconds = time.perf_counter() - started
+    if summary.rows_rejected:
+        rejects.commit()
+    else:
+        rejects.discard()
+        rejects_path.unlink(missing_ok=True)  # a stale file from an earlier run would mislead
+    if summary.reject_rate > max_reject_rate:
+        out.discard()
+    else:
+        if out._writer is None:  # an empty input still yields a valid empty output
+            out.write(
+                pa.table(
+                    {
+                        **{c: pa.array([], pa.string()) for c in keep},
+                        "anomaly_score": pa.array([], pa.float64()),
+                        "is_anomaly": pa.array([], pa.bool_()),
+                        "p_value": pa.array([], pa.float64()),
+                    }
+                )
+            )
+        out.commit()
+    return summary
+
+
+def _progress(src: Path) -> Any:
+    from tqdm import tqdm
+
+    if not sys.stderr.isatty():
+        return None
+    return tqdm(desc="scoring", unit=" rows", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """CLI entry: print the one-line summary; exit 1 when the reject rate is too high."""
+    keep = [c.strip() for c in (args.keep_columns or "").split(",") if c.strip()]
+    if args.engine == "spark":
+        from fraudvae.spark import score_path
+
+        summary = score_path(
+            args.model,
+            args.input,
+            args.output,
+            master=args.master,
+            keep_columns=keep,
+            explain_top_k=args.explain_top_k,
+            max_reject_rate=args.max_reject_rate,
+        )
+    else:
+        summary = score_file(
+            args.model,
+            args.input,
+            args.output,
+            chunk_rows=args.chunk_rows,
+            keep_columns=keep,
+            explain_top_k=args.explain_top_k,
+            max_reject_rate=args.max_reject_rate,
+            progress=not args.quiet,
+        )
+    print(summary.line())
+    if summary.reject_rate > args.max_reject_rate:
+        print(
+            f"fraudvae: error: {summary.rows_rejected} of {summary.rows_read} rows rejected "
+            f"({summary.reject_rate:.2%} > --max-reject-rate {args.max_reject_rate:.2%}); "
+            f"see {args.output}.rejects.csv. {args.output} was not written.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

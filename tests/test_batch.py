@@ -1,0 +1,174 @@
+"""`fraudvae score`: chunked streaming, rejects with line numbers, atomic output, exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from fraudvae import VAEDetector
+from fraudvae.batch import score_file
+from fraudvae.datasets import make_transactions
+from fraudvae.io import read_table
+
+FRAUDVAE = str(Path(sys.executable).with_name("fraudvae"))
+
+
+@pytest.fixture(scope="module")
+def transactions_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("batch") / "tx.csv"
+    make_transactions(3000, fraud_rate=0.01, random_state=5).to_csv(path, index=False)
+    return path
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FRAUDVAE, "score", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
+def test_scores_equal_in_memory_scoring(model_dir: Path, transactions_csv: Path, tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"scored{suffix}"
+    r = run(
+        "--model",
+        str(model_dir),
+        "--input",
+        str(transactions_csv),
+        "--output",
+        str(out),
+        "--chunk-rows",
+        "700",
+        "--keep-columns",
+        "transaction_id,amount",
+        "--explain-top-k",
+        "2",
+        "--quiet",
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("rows read 3000, scored 3000, flagged ")
+    got = pd.read_parquet(out) if suffix == ".parquet" else read_table(out)
+    assert list(got.columns) == [
+        "transaction_id",
+        "amount",
+        "anomaly_score",
+        "is_anomaly",
+        "p_value",
+        "feature_1",
+        "contribution_1",
+        "feature_2",
+        "contribution_2",
+    ]
+    frame = read_table(transactions_csv)
+    expected = VAEDetector.load(str(model_dir)).score_frame(frame, warn_extra=False, explain_top_k=2)
+    assert list(got["transaction_id"]) == list(frame["transaction_id"])
+    np.testing.assert_array_equal(got["anomaly_score"].to_numpy(), expected.anomaly_score)
+    np.testing.assert_array_equal(got["is_anomaly"].to_numpy(), expected.is_anomaly)
+    assert list(got["feature_1"]) == [t[0]["feature"] for t in expected.top_features(2)]
+    assert not (tmp_path / f"scored{suffix}.rejects.csv").exists()
+
+
+def test_bad_rows_go_to_rejects_with_line_and_reason(model_dir: Path, transactions_csv: Path, tmp_path: Path) -> None:
+    lines = transactions_csv.read_text().splitlines()
+    header = lines[0].split(",")
+    amount, card = header.index("amount"), header.index("card_present")
+    bad = lines[:]
+    row = bad[10].split(",")
+    row[amount] = "12,5x"  # shifts columns: an honest corruption
+    bad[10] = ",".join(row)
+    row = bad[2501].split(",")
+    row[card] = ""  # missing required value
+    bad[2501] = ",".join(row)
+    row = bad[1700].split(",")
+    row[amount] = "abc"
+    bad[1700] = ",".join(row)
+    src = tmp_path / "bad.csv"
+    src.write_text("\n".join(b for i, b in enumerate(bad) if i != 10) + "\n")  # drop the shifted row again
+    out = tmp_path / "out.csv"
+    r = run("--model", str(model_dir), "--input", str(src), "--output", str(out), "--chunk-rows", "1000", "--quiet")
+    assert r.returncode == 1
+    rejects = pd.read_csv(tmp_path / "out.csv.rejects.csv")
+    assert list(rejects.columns) == ["line", "reason"]
+    by_line = dict(zip(rejects["line"], rejects["reason"], strict=True))
+    # Line numbers are 1-based file lines (the header is line 1); the dropped line shifts later ones by one.
+    assert by_line[1700] == "amount: found 'abc', expected a finite number"
+    assert by_line[2501] == "card_present: found a missing value, expected one of [False, True]"
+    assert not out.exists(), "with the default --max-reject-rate 0 the output is not written"
+    assert "rejected" in r.stderr and "was not written" in r.stderr
+    r = run(
+        "--model", str(model_dir), "--input", str(src), "--output", str(out), "--max-reject-rate", "0.01", "--quiet"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "rejected 2" in r.stdout and len(pd.read_csv(out)) == 2997
+
+
+def test_rerun_writes_the_same_bytes(model_dir: Path, transactions_csv: Path, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    for out in (a, b):
+        assert (
+            run("--model", str(model_dir), "--input", str(transactions_csv), "--output", str(out), "--quiet").returncode
+            == 0
+        )
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_killed_job_leaves_no_partial_output(model_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "big.csv"
+    make_transactions(60_000, random_state=2).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    proc = subprocess.Popen(
+        [
+            FRAUDVAE,
+            "score",
+            "--model",
+            str(model_dir),
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--chunk-rows",
+            "2000",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(p.name.endswith(".part") for p in tmp_path.iterdir()):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    assert proc.poll() is None, "the job finished before it could be killed; make the input larger"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert not out.exists()
+
+
+def test_flat_memory_api(model_dir: Path, transactions_csv: Path, tmp_path: Path) -> None:
+    summary = score_file(model_dir, transactions_csv, tmp_path / "o.parquet", chunk_rows=500)
+    assert (summary.rows_read, summary.rows_scored, summary.rows_rejected) == (3000, 3000, 0)
+    assert pq.ParquetFile(tmp_path / "o.parquet").metadata.num_rows == 3000
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--input", "/nonexistent.csv"], "does not exist"),
+        (["--chunk-rows", "0"], "--chunk-rows 0 is invalid"),
+        (["--keep-columns", "nope"], "lacks column(s) ['nope']"),
+    ],
+)
+def test_mistakes_end_in_one_line(
+    model_dir: Path, transactions_csv: Path, tmp_path: Path, args: list[str], needle: str
+) -> None:
+    base = {"--model": str(model_dir), "--input": str(transactions_csv), "--output": str(tmp_path / "o.csv")}
+    for i in range(0, len(args), 2):
+        base[args[i]] = args[i + 1]
+    r = run(*[x for kv in base.items() for x in kv])
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
