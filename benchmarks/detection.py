@@ -123,12 +123,31 @@ def table(results: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _coverage(results: pd.DataFrame, names: list[str], methods: list[str]) -> str:
+    """Say which (dataset, method) cells are averaged over fewer than the three seeds."""
+    counts = results.groupby(["dataset", "method"])["seed"].nunique()
+    short = [
+        f"{d} / {m}: {counts.get((d, m), 0)} seed(s)"
+        for d in names
+        for m in methods
+        if counts.get((d, m), 0) < len(protocol.SEEDS)
+    ]
+    if not short:
+        return "\nEvery cell is the mean over seeds 0, 1 and 2.\n"
+    return (
+        "\n**Incomplete run**: these cells have fewer than three seeds (the run resumes where it stopped): "
+        + "; ".join(short)
+        + ".\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fresh", action="store_true", help="discard earlier results and start again")
     parser.add_argument("--datasets", help="comma-separated subset (default: every file in ../shared/data)")
     parser.add_argument("--methods", help=f"comma-separated subset of {METHODS}")
     parser.add_argument("--no-write", action="store_true", help="print the table, do not touch BENCHMARKS.md")
+    parser.add_argument("--report-only", action="store_true", help="run nothing; write the table from saved results")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     if args.fresh and STATE.exists():
@@ -137,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.datasets.split(",") if args.datasets else protocol.dataset_names()
     methods = args.methods.split(",") if args.methods else METHODS
     done = load_state()
-    for split in protocol.splits(names):
+    for split in [] if args.report_only else protocol.splits(names):
         for method in methods:
             key = (split.name, split.seed, method)
             if key in done:
@@ -152,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     results = pd.DataFrame([r for k, r in done.items() if k[0] in names and k[2] in methods])
-    text = table(results)
+    text = table(results) + _coverage(results, names, methods)
     print(text)
     if not args.no_write:
         replace_section(ROOT / "BENCHMARKS.md", "detection", text)

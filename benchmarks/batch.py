@@ -1,0 +1,101 @@
+"""Batch scoring throughput and memory, beside the parse-only floor, on 200k and 2M rows x 30 columns.
+
+Each measurement runs in its own process so its peak RSS is its own: `fraudvae score`
+(CSV in, Parquet out) and a pyarrow streaming CSV parse of the same file (the I/O floor).
+
+Run: .venv/bin/python benchmarks/batch.py            (about 10 minutes)
+     .venv/bin/python benchmarks/batch.py --sizes 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from benchmarks.markdown import replace_section
+from benchmarks.synthetic import wide_table
+from fraudvae import VAEDetector
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_PARSE = """
+import json, resource, sys, time
+import pyarrow.csv as c
+t = time.perf_counter(); n = 0
+for b in c.open_csv(sys.argv[1], read_options=c.ReadOptions(block_size=1 << 22)):
+    n += b.num_rows
+print(json.dumps({"rows": n, "seconds": time.perf_counter() - t,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+_SCORE = """
+import json, resource, sys, time
+from fraudvae.batch import score_file
+t = time.perf_counter()
+s = score_file(sys.argv[1], sys.argv[2], sys.argv[3], chunk_rows=50_000)
+print(json.dumps({"rows": s.rows_scored, "seconds": time.perf_counter() - t,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _measure(code: str, *args: str) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="200000,2000000", help="comma-separated row counts")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory(dir=ROOT.parent) as tmp:
+        work = Path(tmp)
+        model = work / "model"
+        VAEDetector(random_state=0).fit(wide_table(20_000, seed=1)).save(str(model))
+        for n in sizes:
+            csv = work / f"t{n}.csv"
+            chunk = 200_000
+            with pacsv.CSVWriter(str(csv), pa.Table.from_pandas(wide_table(10, seed=2)).schema) as writer:
+                for start in range(0, n, chunk):
+                    writer.write_table(pa.Table.from_pandas(wide_table(min(chunk, n - start), seed=start + 3)))
+            parse = _measure(_PARSE, str(csv))
+            score = _measure(_SCORE, str(model), str(csv), str(work / f"o{n}.parquet"))
+            rows.append((n, csv.stat().st_size / 1e6, parse, score))
+            print(n, parse, score, flush=True)
+    lines = [
+        "| rows | CSV MB | parse-only rows/s | `fraudvae score` rows/s | score / parse | parse peak RSS MB "
+        "| score peak RSS MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, mb, parse, score in rows:
+        p_rate, s_rate = parse["rows"] / parse["seconds"], score["rows"] / score["seconds"]
+        lines.append(
+            f"| {n:,} | {mb:,.0f} | {p_rate:,.0f} | {s_rate:,.0f} | {s_rate / p_rate:.3f} "
+            f"| {parse['peak_rss_mb']:,.0f} | {score['peak_rss_mb']:,.0f} |"
+        )
+    if len(rows) >= 2:
+        ratio = rows[-1][3]["peak_rss_mb"] / rows[0][3]["peak_rss_mb"]
+        lines.append(
+            f"\nPeak memory of `fraudvae score`, {rows[-1][0]:,} rows vs {rows[0][0]:,}: {ratio:.2f}x "
+            "(target: at most 1.2x)."
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_write:
+        replace_section(ROOT / "BENCHMARKS.md", "batch", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

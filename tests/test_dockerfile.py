@@ -1,0 +1,56 @@
+"""The Dockerfile, checked statically (no Docker engine runs here)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = (ROOT / "Dockerfile").read_text()
+LINES = [ln.strip() for ln in TEXT.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+
+
+def test_multi_stage_on_official_slim_python_311() -> None:
+    froms = [ln for ln in LINES if ln.startswith("FROM ")]
+    assert len(froms) >= 2
+    assert all(re.match(r"FROM python:3\.11-slim( AS \w+)?$", ln) for ln in froms)
+
+
+def test_cpu_only_torch_pinned_like_the_project() -> None:
+    pinned = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    torch_pin = next(d for d in pinned if d.startswith("torch"))
+    assert f"pip install {torch_pin} --index-url https://download.pytorch.org/whl/cpu" in TEXT
+
+
+def test_files_it_copies_exist() -> None:
+    for line in LINES:
+        if line.startswith("COPY ") and "--from=" not in line:
+            for src in line.split()[1:-1]:
+                assert (ROOT / src).exists(), f"Dockerfile copies {src}, which does not exist"
+
+
+def test_dependencies_are_installed_before_the_code_is_copied() -> None:
+    first_dep_install = next(i for i, ln in enumerate(LINES) if "pip install -c" in ln)
+    code_copy = next(i for i, ln in enumerate(LINES) if ln.startswith("COPY fraudvae "))
+    assert first_dep_install < code_copy
+
+
+def test_runs_as_non_root_with_healthcheck_and_console_script() -> None:
+    runtime = TEXT.split("AS runtime", 1)[1]
+    users = re.findall(r"^USER (\S+)", runtime, flags=re.M)
+    assert users and users[-1] not in ("root", "0")
+    assert re.search(r"HEALTHCHECK .*\n.*CMD .*http://127\.0\.0\.1:8000/health", runtime)
+    assert 'ENTRYPOINT ["fraudvae", "serve"]' in runtime
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["fraudvae"] == "fraudvae.cli:main"
+    assert 'VOLUME ["/model"]' in runtime and "FRAUDVAE_MODEL_DIR=/model" in runtime
+
+
+def test_hadolint_finds_nothing() -> None:
+    import subprocess
+    import sys
+
+    hadolint = Path(sys.executable).with_name("hadolint")
+    out = subprocess.run([str(hadolint), "--no-color", "Dockerfile"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "", out.stdout
