@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", help=f"comma-separated subset of {METHODS}")
     parser.add_argument("--no-write", action="store_true", help="print the table, do not touch BENCHMARKS.md")
     parser.add_argument("--report-only", action="store_true", help="run nothing; write the table from saved results")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2, the protocol)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     if args.fresh and STATE.exists():
@@ -156,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     names = args.datasets.split(",") if args.datasets else protocol.dataset_names()
     methods = args.methods.split(",") if args.methods else METHODS
     done = load_state()
-    for split in [] if args.report_only else protocol.splits(names):
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    for split in [] if args.report_only else protocol.splits(names, seeds):
         for method in methods:
             key = (split.name, split.seed, method)
             if key in done:
@@ -170,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"fit={r['fit_s']:.1f}s score={r['score_s']:.1f}s",
                 flush=True,
             )
+    methods = METHODS if args.report_only else methods
     results = pd.DataFrame([r for k, r in done.items() if k[0] in names and k[2] in methods])
     text = table(results) + _coverage(results, names, methods)
     print(text)

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from fraudvae.evaluation import one_hot_baseline
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 #: CSV sets: file, label column, how to turn it into 1 = anomaly, columns that are not features.
@@ -75,12 +77,5 @@ def splits(names: list[str], seeds: tuple[int, ...] = SEEDS, root: Path = SHARED
 
 
 def peer_matrices(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """What the peers get: numbers as they are, strings one-hot (<= 50 levels), median imputation."""
-    strings = [c for c in train.columns if not pd.api.types.is_numeric_dtype(train[c].dtype)]
-    keep = [c for c in strings if train[c].nunique() <= 50]
-    numeric = [c for c in train.columns if c not in strings]
-    both = pd.concat([train, test], keys=["train", "test"])
-    encoded = pd.get_dummies(both[numeric + keep], columns=keep, dtype=float)
-    tr, te = encoded.loc["train"], encoded.loc["test"]
-    median = tr.median()
-    return tr.fillna(median).to_numpy(dtype=np.float64), te.fillna(median).to_numpy(dtype=np.float64)
+    """What the peers get (see :func:`fraudvae.evaluation.one_hot_baseline`)."""
+    return one_hot_baseline(train, test)

@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve, roc_auc_score, roc_curve
 
-__all__ = ["FPR_POINTS", "PRECISION_AT_K", "evaluate_scores"]
+__all__ = ["FPR_POINTS", "PRECISION_AT_K", "evaluate_scores", "one_hot_baseline"]
 
 FPR_POINTS = (0.001, 0.005, 0.01)
 PRECISION_AT_K = (50, 100, 500)
@@ -59,3 +60,18 @@ def curves(y: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
     fpr, tpr, _ = roc_curve(y, scores)
     precision, recall, _ = precision_recall_curve(y, scores)
     return {"fpr": fpr, "tpr": tpr, "precision": precision, "recall": recall}
+
+
+def one_hot_baseline(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """What a hand-rolled baseline gets (and ../shared/BENCHMARK.md gives the peers): numbers
+    as they are, string columns one-hot when they have at most 50 levels (others dropped),
+    and median imputation learned on ``train``.
+    """
+    strings = [c for c in train.columns if not pd.api.types.is_numeric_dtype(train[c].dtype)]
+    keep = [c for c in strings if train[c].nunique() <= 50]
+    numeric = [c for c in train.columns if c not in strings]
+    both = pd.concat([train, test], keys=["train", "test"])
+    encoded = pd.get_dummies(both[numeric + keep], columns=keep, dtype=float)
+    tr, te = encoded.loc["train"], encoded.loc["test"]
+    median = tr.median()
+    return tr.fillna(median).to_numpy(dtype=np.float64), te.fillna(median).to_numpy(dtype=np.float64)

@@ -28,7 +28,7 @@ from fraudvae.io import file_format
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["score_dataframe", "score_path"]
+__all__ = ["score_dataframe", "score_path", "spark_session"]
 
 #: Models already loaded in this Python process (one per executor worker, reused by tasks).
 _MODELS: dict[str, VAEDetector] = {}
@@ -93,7 +93,8 @@ def score_dataframe(df: DataFrame, model_dir: str | Path, *, explain_top_k: int 
     return df.mapInPandas(_score_batches(path, explain_top_k), schema=_output_schema(df.schema, explain_top_k))
 
 
-def _session(master: str) -> SparkSession:
+def spark_session(master: str = "local[2]", app_name: str = "fraudvae-score") -> SparkSession:
+    """A session whose Python workers run this interpreter, with Arrow on and the console quiet."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -102,7 +103,7 @@ def _session(master: str) -> SparkSession:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = (
         SparkSession.builder.master(master)
-        .appName("fraudvae-score")
+        .appName(app_name)
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
@@ -131,7 +132,7 @@ def score_path(
     src, dst = Path(input_path), Path(output_path)
     if not src.exists():
         raise DataFileError(f"Input {str(src)!r} does not exist; check the path.")
-    spark = _session(master)
+    spark = spark_session(master)
     fmt = file_format(src)
     df = spark.read.parquet(str(src)) if fmt == "parquet" else spark.read.option("header", True).csv(str(src))
     keep = list(keep_columns or [])

@@ -24,7 +24,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraudvae._version import __version__
 from fraudvae.detector import VAEDetector
-from fraudvae.evaluation import evaluate_scores
+from fraudvae.evaluation import evaluate_scores, one_hot_baseline
 from fraudvae.exceptions import DataFileError, InsufficientDataError
 from fraudvae.io import read_table
 from fraudvae.report import write_report
@@ -119,18 +119,6 @@ class TrainResult:
     summary: dict[str, Any]
 
 
-def _one_hot(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """What a hand-rolled baseline gets: numbers as they are, strings one-hot (<= 50 levels), median imputation."""
-    strings = [c for c in train.columns if not pd.api.types.is_numeric_dtype(train[c].dtype)]
-    keep = [c for c in strings if train[c].nunique() <= 50]
-    numeric = [c for c in train.columns if c not in strings]
-    both = pd.concat([train, test], keys=["train", "test"])
-    encoded = pd.get_dummies(both[numeric + keep], columns=keep, dtype=float)
-    tr, te = encoded.loc["train"], encoded.loc["test"]
-    median = tr.median()
-    return tr.fillna(median).to_numpy(dtype=np.float64), te.fillna(median).to_numpy(dtype=np.float64)
-
-
 def _compare(
     X_fit: pd.DataFrame,
     X_test: pd.DataFrame,
@@ -165,7 +153,7 @@ def _compare(
                 "fit_s": fit_s,
             }
         )
-    A, B = _one_hot(X_fit, X_test)
+    A, B = one_hot_baseline(X_fit, X_test)
     started = time.perf_counter()
     iso = IsolationForest(n_estimators=200, random_state=seed).fit(A)
     fit_s = time.perf_counter() - started

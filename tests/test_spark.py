@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,23 +15,14 @@ from pyspark.sql import SparkSession
 from fraudvae import VAEDetector
 from fraudvae.datasets import make_transactions
 from fraudvae.io import read_table
-from fraudvae.spark import score_dataframe
+from fraudvae.spark import score_dataframe, spark_session
 
 FRAUDVAE = str(Path(sys.executable).with_name("fraudvae"))
 
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[SparkSession]:
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("fraudvae-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
+    session = spark_session("local[2]", "fraudvae-tests")
     yield session
     session.stop()
 
