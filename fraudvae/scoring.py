@@ -5,7 +5,7 @@ job and Spark all reach it through :meth:`fraudvae.VAEDetector.score_frame`.
 
 Determinism: sampled scores use one fixed set of standard-normal draws shared by all
 rows (``z_k = mu + sigma * eps_k``), so a row's score does not depend on which other
-rows are in the batch. Rows are scored (float32, summed in float64) in fixed-shape chunks whose
+rows are in the batch. Rows are scored (float32, summed in float64) in chunks whose
 last rows are always padding, and every reduction (over draws, features or latent
 dimensions) is a sequence of elementwise operations: vectorised reduction kernels
 round differently depending on where a row sits in memory, elementwise IEEE operations
@@ -85,7 +85,10 @@ def _padded_chunks(enc: Encoded, chunk: int):  # type: ignore[no-untyped-def]
     n = len(enc)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        idx = np.arange(start, start + chunk + _GUARD_ROWS)
+        # Only guard rows are added: row-wise matmuls and sequential reductions make a row's
+        # result independent of its position and of the chunk's length; the guard rows keep
+        # real rows out of vectorised kernels' scalar tails.
+        idx = np.arange(start, stop + _GUARD_ROWS)
         idx[idx >= stop] = stop - 1  # pad by repeating the last row
         part = enc.take(idx)
         yield (
@@ -188,7 +191,7 @@ def score_ppca(params: PPCAParams, design: np.ndarray, n_features: int) -> np.nd
     n = design.shape[0]
     for start in range(0, n, CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, n)
-        idx = np.minimum(np.arange(start, start + CHUNK_ROWS), stop - 1)
+        idx = np.minimum(np.arange(start, stop + _GUARD_ROWS), stop - 1)
         r = design[idx] - params.mean
         # One matrix-vector product per row (a stacked matmul): a GEMM over the chunk
         # would round a row differently depending on its position.
