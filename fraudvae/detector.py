@@ -248,9 +248,10 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     def _input_frame(self, X: Any, *, reset: bool) -> pd.DataFrame:
         """Validate the container (not the values) and return a frame with string names."""
         if isinstance(X, pd.DataFrame):
-            validate_data(self, X, reset=reset, skip_check_array=True) if reset else None
-            if reset and not all(isinstance(c, str) for c in X.columns):
-                self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+            if reset:
+                validate_data(self, X, reset=True, skip_check_array=True)  # n_features_in_, feature_names_in_
+                if not all(isinstance(c, str) for c in X.columns):
+                    self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
             return as_frame(X)
         arr = (
             validate_data(self, X, reset=reset, ensure_all_finite="allow-nan", dtype="numeric", ensure_min_samples=1)

@@ -130,6 +130,8 @@ class Metrics:
             buckets=(-50, -20, -10, 0, 5, 10, 20, 30, 50, 75, 100, 200, 500, 1000, 1e4),
             registry=self.registry,
         )
+        self._rows_total = 0
+        self._flagged_total = 0
         self.reloads = Counter(
             "fraudvae_model_reloads_total", "Model reloads by outcome.", ["outcome"], registry=self.registry
         )
@@ -137,8 +139,9 @@ class Metrics:
     def observe_scores(self, result: ScoreResult) -> None:
         self.rows.inc(len(result))
         self.flagged.inc(int(result.is_anomaly.sum()))
-        total = self.rows._value.get()
-        self.flag_rate.set(self.flagged._value.get() / total if total else 0.0)
+        self._rows_total += len(result)
+        self._flagged_total += int(result.is_anomaly.sum())
+        self.flag_rate.set(self._flagged_total / self._rows_total if self._rows_total else 0.0)
         for s in result.anomaly_score:
             self.scores.observe(float(s))
 
