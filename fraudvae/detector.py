@@ -27,7 +27,7 @@ from fraudvae.exceptions import (
     InsufficientDataError,
     NotFittedError,
 )
-from fraudvae.model import Inputs, TabularVAE, design_tensor, design_to_feature, rowwise
+from fraudvae.model import Inputs, TabularVAE, design_tensor, design_to_feature
 from fraudvae.preprocessing import Encoded, Preprocessor, expand_features
 from fraudvae.schema import Schema, as_frame, check_training_frame, infer_schema
 from fraudvae.scoring import Components, PPCAParams, row_sum, score_ppca, score_vae, standard_normal_draws
@@ -71,6 +71,8 @@ class ScoreResult:
     contributions: np.ndarray
     excess: np.ndarray
     feature_names: list[str]
+    #: Each feature's value and the model's expected value, in the user's units
+    #: (filled, like ``ranking``, only with ``explain_top_k > 0``).
     values: dict[str, np.ndarray]
     expected: dict[str, np.ndarray]
     latent_mean: np.ndarray
@@ -440,16 +442,16 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.architecture_ = {"kind": "ppca", "latent_dim": q, "design_dim": d}
 
     def _prepare_scoring(self) -> None:
-        """Build what scoring needs once (a row-wise copy of the network and the fixed draws)."""
+        """Build what scoring needs once (an eval-mode copy of the network and the fixed draws)."""
         if self.kind == "ppca":
             return
         self._scoring_module = self._build_module()
         self._scoring_module.load_state_dict(self.module_.state_dict())
-        rowwise(self._scoring_module).eval()
+        self._scoring_module.eval()
         self._draws = standard_normal_draws(self.n_score_samples, self.architecture_["latent_dim"], self.seed_)
 
     # ------------------------------------------------------------------ scoring core
-    def _components(self, enc: Encoded, sampled: bool) -> Components:
+    def _components(self, enc: Encoded, sampled: bool, iwae: bool = True) -> Components:
         if self.kind == "ppca":
             nll = score_ppca(self.ppca_, self._design(enc), len(self.preprocessor_.internal_order))
             mean = self.ppca_.mean
@@ -466,7 +468,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             latent = (self._design(enc) - mean) @ self.ppca_.components.T
             zero = np.zeros(n)
             return Components(nll, nll, zero, nll, zero, num_mean, bin_prob, cat_mode, latent)
-        return score_vae(self._scoring_module, enc, self._draws, sampled=sampled)
+        return score_vae(self._scoring_module, enc, self._draws, sampled=sampled, iwae=iwae)
 
     @staticmethod
     def _method_terms(comp: Components, method: str) -> tuple[np.ndarray, np.ndarray]:
@@ -506,7 +508,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         mod.num_obs[r[is_num], feat[is_num]] = 1.0
         mod.bin[r[is_bin], feat[is_bin] - n_num] = typ_bin[feat[is_bin] - n_num]
         mod.cat[r[is_cat], feat[is_cat] - n_num - n_bin] = typ_cat[feat[is_cat] - n_num - n_bin]
-        per_feature, latent = self._method_terms(self._components(mod, sampled=sampled), method)
+        comp = self._components(mod, sampled=sampled, iwae=method == "iwae")
+        per_feature, latent = self._method_terms(comp, method)
         modified = (row_sum(per_feature) + latent).reshape(n, m)
         drops = score[:, None] - modified
         order = np.argsort(-drops, axis=1, kind="stable")
@@ -520,7 +523,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         pre = self.preprocessor_
         enc = pre.transform(clean)
         sampled = sampled or method != "reconstruction"
-        comp = self._components(enc, sampled=sampled)
+        comp = self._components(enc, sampled=sampled, iwae=method == "iwae")
         perm = pre.to_schema_order
         per_feature, latent = self._method_terms(comp, method)
         contributions = np.column_stack([per_feature[:, perm], latent])
@@ -530,9 +533,13 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         reference = getattr(self, "_reference", None)
         threshold = float(getattr(self, "threshold_", np.inf))
         p_value = conformal_p_values(score, reference) if reference is not None else np.full(len(score), np.nan)
-        values, expected = self._values_and_expectations(clean, enc, comp)
+        values: dict[str, np.ndarray] = {}
+        expected: dict[str, np.ndarray] = {}
         ranking = drops = None
         if explain_top_k > 0 and len(enc):
+            # Only explanations show values in the user's units; the batch and Spark
+            # hot path skips the conversion.
+            values, expected = self._values_and_expectations(clean, enc, comp)
             ranking, drops = self._rank_features(enc, score, excess, method, sampled, explain_top_k)
         return ScoreResult(
             anomaly_score=score,

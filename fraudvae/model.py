@@ -140,33 +140,3 @@ def design_to_feature(n_num: int, nullable_num: list[int], n_bin: int, cat_cardi
     for j, card in enumerate(cat_cardinalities):
         out += [n_num + n_bin + j] * card
     return out
-
-
-class RowwiseLinear(nn.Linear):
-    """``nn.Linear`` that multiplies each row on its own (a batched 1-row matmul).
-
-    BLAS GEMM kernels round a row differently depending on where it sits in the batch
-    (seen with MKL for small inner dimensions). Scoring uses this layer so that a row's
-    score is bit-identical whatever batch it arrives in; training keeps the fast GEMM.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # A real batched matmul: torch.matmul would fold the rows back into one GEMM.
-        flat = x.reshape(-1, 1, x.shape[-1])
-        y = torch.bmm(flat, self.weight.T.unsqueeze(0).expand(flat.shape[0], -1, -1))
-        y = y.reshape(*x.shape[:-1], self.out_features)
-        return y + self.bias if self.bias is not None else y
-
-
-def rowwise(module: nn.Module) -> nn.Module:
-    """Swap every ``nn.Linear`` inside ``module`` for a :class:`RowwiseLinear` with the same parameters."""
-    for name, child in module.named_children():
-        if type(child) is nn.Linear:
-            new = RowwiseLinear(
-                child.in_features, child.out_features, bias=child.bias is not None, dtype=child.weight.dtype
-            )
-            new.load_state_dict(child.state_dict())
-            setattr(module, name, new)
-        else:
-            rowwise(child)
-    return module

@@ -224,7 +224,11 @@ def _normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple
             num = (num - lo) / (hi - lo)
         return num, problems
     if spec.kind == "categorical":
-        values = np.array([None if m else _category_key(v) for v, m in zip(raw, isna, strict=True)], dtype=object)
+        if pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty"):
+            # Text already is its own key (the common case: CSV and JSON input).
+            values = np.where(isna, None, raw.astype(object))
+        else:
+            values = np.array([None if m else _category_key(v) for v, m in zip(raw, isna, strict=True)], dtype=object)
         if not spec.nullable:
             for i in np.flatnonzero(isna):
                 problems.append((int(i), ColumnProblem(spec.name, "a missing value", spec.expected, int(i))))
