@@ -224,6 +224,7 @@ def _normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple
             num = (num - lo) / (hi - lo)
         return num, problems
     if spec.kind == "categorical":
+        values: np.ndarray
         if pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty"):
             # Text already is its own key (the common case: CSV and JSON input).
             values = np.where(isna, None, raw.astype(object))
