@@ -227,7 +227,8 @@ def _normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple
         values: np.ndarray
         if pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty"):
             # Text already is its own key (the common case: CSV and JSON input).
-            values = np.where(isna, None, raw.astype(object))
+            values = raw.astype(object)  # a copy: the caller's frame stays untouched
+            values[isna] = None
         else:
             values = np.array([None if m else _category_key(v) for v, m in zip(raw, isna, strict=True)], dtype=object)
         if not spec.nullable:
