@@ -10,7 +10,10 @@ with their line number and the reason; none is dropped silently.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import queue
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -80,11 +83,12 @@ def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Ite
     convert = pacsv.ConvertOptions(
         column_types={c: pa.string() for c in header}, include_columns=needed, strings_can_be_null=True
     )
-    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22), convert_options=convert)
     line = 2
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     try:
+        # Opening parses the first block already, so it belongs inside the ``try``.
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22), convert_options=convert)
         for batch in reader:
             pending.append(batch)
             pending_rows += batch.num_rows
@@ -120,6 +124,53 @@ def _typed(table: pa.Table, schema: Schema) -> pd.DataFrame:
                 pass
         columns[name] = col.to_pandas()
     return pd.DataFrame(columns)
+
+
+_DONE = object()
+
+
+def _prefetched(items: Iterator[Any]) -> Iterator[Any]:
+    """Run ``items`` one step ahead in a background thread.
+
+    Arrow parses the next chunk (it releases the GIL) while the current one is scored.
+    At most one item waits in the queue, so memory stays one chunk above a plain loop.
+    An exception in the reader is raised here, in the consumer; a consumer that stops
+    early stops the reader too.
+    """
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put((_DONE, None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            buffer.put((_DONE, exc))
+
+    reader = threading.Thread(target=produce, name="fraudvae-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item, error = buffer.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                buffer.get_nowait()
+            reader.join(timeout=0.1)
 
 
 # ---------------------------------------------------------------------- writing
@@ -215,7 +266,7 @@ def score_file(
     summary = BatchSummary()
     bar = _progress(src) if progress else None
     try:
-        for frame, first_line in _chunks(src, det.schema_, keep, chunk_rows):
+        for frame, first_line in _prefetched(_chunks(src, det.schema_, keep, chunk_rows)):
             result = det.score_frame(frame, errors="collect", warn_extra=False, explain_top_k=explain_top_k)
             positions = result.row_positions if result.row_positions is not None else np.arange(len(frame))
             kept = {c: frame[c].to_numpy()[positions] for c in keep}

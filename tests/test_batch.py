@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from fraudvae import VAEDetector
-from fraudvae.batch import score_file
+from fraudvae.batch import _prefetched, score_file
 from fraudvae.datasets import make_transactions
+from fraudvae.exceptions import DataFileError
 from fraudvae.io import read_table
 
 FRAUDVAE = str(Path(sys.executable).with_name("fraudvae"))
@@ -172,3 +175,50 @@ def test_mistakes_end_in_one_line(
     r = run(*[x for kv in base.items() for x in kv])
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_prefetch_keeps_order_and_every_item() -> None:
+    assert list(_prefetched(iter(range(50)))) == list(range(50))
+    assert list(_prefetched(iter([]))) == []
+
+
+def test_prefetch_raises_the_readers_error_in_the_consumer() -> None:
+    def items() -> Iterator[int]:
+        yield 1
+        raise DataFileError("cannot read near line 9")
+
+    got = []
+    with pytest.raises(DataFileError, match="near line 9"):
+        for item in _prefetched(items()):
+            got.append(item)
+    assert got == [1]
+
+
+def test_prefetch_stops_the_reader_when_the_consumer_stops() -> None:
+    produced = []
+
+    def items() -> Iterator[int]:
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    stream = _prefetched(items())
+    assert next(stream) == 0
+    stream.close()  # what a scoring error in the consumer's loop does
+    assert not any(t.name == "fraudvae-reader" and t.is_alive() for t in threading.enumerate())
+    assert len(produced) <= 3  # at most the item in hand, one queued, one being read
+
+
+@pytest.mark.parametrize("rows", [2000, 60_000])  # in the first 4 MB block, and past it
+def test_regression_malformed_line_gave_a_traceback(model_dir: Path, tmp_path: Path, rows: int) -> None:
+    """A line with too few fields ends the job with a clear error and writes nothing.
+
+    It used to escape as a raw ``ArrowInvalid`` when it sat in the first block.
+    """
+    header, body = make_transactions(2000, fraud_rate=0.0, random_state=6).to_csv(index=False).split("\n", 1)
+    src = tmp_path / "broken.csv"
+    src.write_text(header + "\n" + body * (rows // 2000) + "1,2,3\n")
+    out = tmp_path / "out.parquet"
+    with pytest.raises(DataFileError, match=r"broken\.csv.+near line"):
+        score_file(model_dir, src, out, chunk_rows=300)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.csv"]  # no output, no temporary file

@@ -1,0 +1,62 @@
+"""Score estimator and draw count: AUROC/AUPRC of one fitted detector scored several ways.
+
+Seed 0 of the detection protocol on every file in ../shared/data: one default
+``VAEDetector`` per dataset, then its test split scored by the negative ELBO and the IWAE
+bound with 1 to 32 fixed draws, and by the reconstruction term alone. Scoring costs one
+decoder pass per draw (plus one at the posterior mean), so this is the quality side of the
+batch throughput trade-off.
+
+Run: .venv/bin/python benchmarks/draws.py          (about 4 minutes on 2 cores)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from benchmarks import protocol
+from benchmarks.markdown import replace_section
+from fraudvae import VAEDetector
+
+ROOT = Path(__file__).resolve().parents[1]
+DRAWS = (1, 2, 4, 8, 16, 32)
+
+
+def main() -> int:
+    columns = [f"elbo {k}" for k in DRAWS] + [f"iwae {k}" for k in DRAWS if k > 1] + ["reconstruction"]
+    auroc: dict[str, list[float]] = {c: [] for c in columns}
+    auprc: dict[str, list[float]] = {c: [] for c in columns}
+    names = []
+    for sp in protocol.splits(protocol.dataset_names(), seeds=(0,)):
+        det = VAEDetector(random_state=sp.seed).fit(sp.X_train)
+        names.append(sp.name)
+        scored: dict[str, np.ndarray] = {}
+        for k in DRAWS:
+            det.set_params(n_score_samples=k)
+            det._prepare_scoring()  # the draws depend on n_score_samples; the network does not
+            scored[f"elbo {k}"] = det.anomaly_score(sp.X_test, scoring="elbo")
+            if k > 1:
+                scored[f"iwae {k}"] = det.anomaly_score(sp.X_test, scoring="iwae")
+        scored["reconstruction"] = det.anomaly_score(sp.X_test, scoring="reconstruction")
+        for c in columns:
+            auroc[c].append(roc_auc_score(sp.y_test, scored[c]))
+            auprc[c].append(average_precision_score(sp.y_test, scored[c]))
+        print(sp.name, {c: round(auroc[c][-1], 4) for c in columns}, flush=True)
+    lines = ["| dataset | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for i, name in enumerate(names):
+        lines.append(f"| {name} | " + " | ".join(f"{auroc[c][i]:.3f}" for c in columns) + " |")
+    lines.append("| **mean AUROC** | " + " | ".join(f"**{np.mean(auroc[c]):.4f}**" for c in columns) + " |")
+    lines.append("| **mean AUPRC** | " + " | ".join(f"**{np.mean(auprc[c]):.4f}**" for c in columns) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    replace_section(ROOT / "BENCHMARKS.md", "draws", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
