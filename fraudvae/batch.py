@@ -59,21 +59,34 @@ class BatchSummary:
 
 
 # ---------------------------------------------------------------------- reading
-def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
-    """Yield (frame, first line number) per chunk; CSV line numbers count the header as line 1."""
+#: Compression by file suffix, as pyarrow infers it when it opens a path itself.
+_CODECS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
+
+
+def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Iterator[tuple[pd.DataFrame, int, float]]:
+    """Yield (frame, first line number, share of the input read) per chunk.
+
+    CSV line numbers count the header as line 1 (a Parquet "line" is the row number
+    from 1). The share read drives the progress bar's ETA: rows for Parquet, bytes of
+    the (possibly compressed) file for CSV.
+    """
     needed = list(dict.fromkeys([*schema.names, *keep]))
     if file_format(path) == "parquet":
         dataset = ds.dataset(path, format="parquet")
         missing = [c for c in needed if c not in dataset.schema.names]
         if missing:
             raise DataFileError(f"{str(path)!r} lacks column(s) {missing}; the model needs {schema.names}.")
+        total = max(dataset.count_rows(), 1)
         line = 1
         for batch in dataset.to_batches(columns=needed, batch_size=chunk_rows):
-            yield batch.to_pandas(), line
+            yield batch.to_pandas(), line, (line - 1 + batch.num_rows) / total
             line += batch.num_rows
         return
+    parse = pacsv.ParseOptions(delimiter="\t" if path.name.lower().endswith(".tsv") else ",")
     try:
-        header = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+        header = pacsv.open_csv(
+            path, read_options=pacsv.ReadOptions(block_size=1 << 16), parse_options=parse
+        ).schema.names
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataFileError(f"Cannot read {str(path)!r} as CSV: {str(exc).splitlines()[0]}") from exc
     missing = [c for c in needed if c not in header]
@@ -86,24 +99,38 @@ def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Ite
     line = 2
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
+    # The raw file is opened here (not by pyarrow from the path) so that its position
+    # tells how much of a compressed file has been read.
+    raw = pa.OSFile(str(path))
+    size = max(raw.size(), 1)
+    codec = _CODECS.get(path.suffix.lower())
+    source = pa.CompressedInputStream(raw, codec) if codec else raw
     try:
         # Opening parses the first block already, so it belongs inside the ``try``.
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22), convert_options=convert)
+        reader = pacsv.open_csv(
+            source,
+            read_options=pacsv.ReadOptions(block_size=1 << 22),
+            parse_options=parse,
+            convert_options=convert,
+        )
         for batch in reader:
             pending.append(batch)
             pending_rows += batch.num_rows
             if pending_rows >= chunk_rows:
                 table = pa.Table.from_batches(pending)
                 for start in range(0, table.num_rows - chunk_rows + 1, chunk_rows):
-                    yield _typed(table.slice(start, chunk_rows), schema), line
+                    yield _typed(table.slice(start, chunk_rows), schema), line, raw.tell() / size
                     line += chunk_rows
                 rest = table.num_rows % chunk_rows
                 pending = table.slice(table.num_rows - rest).to_batches() if rest else []
                 pending_rows = rest
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, OSError) as exc:
         raise DataFileError(f"Cannot read {str(path)!r} near line {line}: {str(exc).splitlines()[0]}") from exc
+    finally:
+        source.close()
+        raw.close()
     if pending_rows:
-        yield _typed(pa.Table.from_batches(pending), schema), line
+        yield _typed(pa.Table.from_batches(pending), schema), line, 1.0
 
 
 def _typed(table: pa.Table, schema: Schema) -> pd.DataFrame:
@@ -266,7 +293,7 @@ def score_file(
     summary = BatchSummary()
     bar = _progress(src) if progress else None
     try:
-        for frame, first_line in _prefetched(_chunks(src, det.schema_, keep, chunk_rows)):
+        for frame, first_line, share_read in _prefetched(_chunks(src, det.schema_, keep, chunk_rows)):
             result = det.score_frame(frame, errors="collect", warn_extra=False, explain_top_k=explain_top_k)
             positions = result.row_positions if result.row_positions is not None else np.arange(len(frame))
             kept = {c: frame[c].to_numpy()[positions] for c in keep}
@@ -286,7 +313,7 @@ def score_file(
             summary.rows_flagged += int(np.sum(result.is_anomaly))
             summary.rows_rejected += len(result.rejected)
             if bar is not None:
-                bar.update(len(frame))
+                _advance(bar, len(frame), share_read)
     except BaseException:
         out.discard()
         rejects.discard()
@@ -319,11 +346,22 @@ def score_file(
 
 
 def _progress(src: Path) -> Any:
+    """A rows/s bar on a terminal (``None`` elsewhere: logs get the summary line only)."""
     from tqdm import tqdm
 
     if not sys.stderr.isatty():
         return None
     return tqdm(desc="scoring", unit=" rows", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
+
+
+def _advance(bar: Any, rows: int, share_read: float) -> None:
+    """Count ``rows`` and re-estimate the total from the share of the input read (for the ETA)."""
+    done = bar.n + rows
+    if 0.0 < share_read < 1.0:
+        bar.total = max(done, round(done / share_read))
+    elif share_read >= 1.0:
+        bar.total = done
+    bar.update(rows)
 
 
 def run_batch(args: argparse.Namespace) -> int:

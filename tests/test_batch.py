@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
+import pty
+import re
 import signal
 import subprocess
 import sys
@@ -15,9 +18,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from tqdm import tqdm
 
 from fraudvae import VAEDetector
-from fraudvae.batch import _prefetched, score_file
+from fraudvae.batch import _advance, _prefetched, score_file
 from fraudvae.datasets import make_transactions
 from fraudvae.exceptions import DataFileError
 from fraudvae.io import read_table
@@ -222,3 +226,59 @@ def test_regression_malformed_line_gave_a_traceback(model_dir: Path, tmp_path: P
     with pytest.raises(DataFileError, match=r"broken\.csv.+near line"):
         score_file(model_dir, src, out, chunk_rows=300)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.csv"]  # no output, no temporary file
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".parquet"])
+def test_progress_bar_on_a_terminal_shows_rate_and_eta(
+    model_dir: Path, transactions_csv: Path, tmp_path: Path, suffix: str
+) -> None:
+    """On a real pseudo-terminal the bar counts rows against an estimated total (for the ETA)."""
+    src = tmp_path / f"tx{suffix}"
+    frame = pd.read_csv(transactions_csv)
+    frame.to_parquet(src) if suffix == ".parquet" else frame.to_csv(src, index=False)
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            FRAUDVAE,
+            "score",
+            "--model",
+            str(model_dir),
+            "--input",
+            str(src),
+            "--output",
+            str(tmp_path / "o.csv"),
+            "--chunk-rows",
+            "500",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        text=True,
+    )
+    os.close(terminal)
+    seen = b""
+    while True:  # drain the terminal while the job runs, so it never blocks on a full buffer
+        try:
+            data = os.read(controller, 4096)
+        except OSError:  # the job closed its end
+            break
+        if not data:
+            break
+        seen += data
+    stdout, _ = proc.communicate(timeout=600)
+    os.close(controller)
+    assert proc.returncode == 0
+    assert stdout.startswith("rows read 3000, scored 3000")
+    text = seen.decode(errors="replace")
+    assert re.search(r"\d+(\.\d+)?k?/\d+(\.\d+)?k? \[\d\d:\d\d<\d\d:\d\d", text), text[-500:]  # done/total [elapsed<eta
+    assert "rows/s" in text
+    assert "3.00k/3.00k" in text  # the estimate ends on the true total
+
+
+def test_advance_estimates_the_total_from_the_share_read() -> None:
+    bar = tqdm(file=io.StringIO(), disable=False)
+    _advance(bar, 100, 0.25)
+    assert (bar.n, bar.total) == (100, 400)
+    _advance(bar, 100, 0.4)
+    assert (bar.n, bar.total) == (200, 500)
+    _advance(bar, 50, 1.0)
+    assert (bar.n, bar.total) == (250, 250)
