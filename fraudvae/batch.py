@@ -294,7 +294,9 @@ def score_file(
     bar = _progress(src) if progress else None
     try:
         for frame, first_line, share_read in _prefetched(_chunks(src, det.schema_, keep, chunk_rows)):
-            result = det.score_frame(frame, errors="collect", warn_extra=False, explain_top_k=explain_top_k)
+            result = det.score_frame(
+                frame, errors="collect", warn_extra=False, explain_top_k=explain_top_k, sampled=False
+            )
             positions = result.row_positions if result.row_positions is not None else np.arange(len(frame))
             kept = {c: frame[c].to_numpy()[positions] for c in keep}
             out.write(pa.table({**kept, **result_columns(result, explain_top_k)}))

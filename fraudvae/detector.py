@@ -605,8 +605,9 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             ``"collect"`` sets invalid rows aside in ``result.rejected`` (keyed by row
             position) instead of raising; ``result.row_positions`` maps scored rows back.
         sampled : bool
-            ``False`` skips the sampled ELBO/IWAE passes when only the reconstruction
-            score is wanted (``neg_elbo`` then uses the posterior mean).
+            ``False`` skips the sampled passes unless the scoring method needs them
+            (a reconstruction score needs none; ``neg_elbo`` then uses the posterior
+            mean). The score itself is the same either way.
         explain_top_k : int
             Also rank the features behind each row's score (``result.top_features``).
         """
@@ -624,7 +625,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
 
     def anomaly_score(self, X: Any, *, scoring: str | None = None, return_p_value: bool = False) -> Any:
         """Anomaly score per row (higher = more anomalous); optionally with conformal p-values."""
-        result = self.score_frame(X, scoring=scoring)
+        # sampled=False: only the chosen method's passes (a reconstruction score needs no draws).
+        result = self.score_frame(X, scoring=scoring, sampled=False)
         if return_p_value:
             return result.anomaly_score, result.p_value
         return result.anomaly_score
@@ -644,11 +646,11 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
 
     def flag(self, X: Any) -> np.ndarray:
         """Boolean array: ``anomaly_score > threshold_``."""
-        return self.score_frame(X).is_anomaly
+        return self.score_frame(X, sampled=False).is_anomaly
 
     def feature_contributions(self, X: Any, *, scoring: str | None = None) -> pd.DataFrame:
         """Per-row, per-feature terms of the score (plus ``<latent>``); rows sum to the score."""
-        r = self.score_frame(X, scoring=scoring)
+        r = self.score_frame(X, scoring=scoring, sampled=False)
         return pd.DataFrame(r.contributions, columns=r.feature_names)
 
     def explain(self, X: Any, top_k: int = 3, *, scoring: str | None = None) -> pd.DataFrame:

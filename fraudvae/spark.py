@@ -61,7 +61,9 @@ def _score_batches(model_dir: str, explain_top_k: int):  # type: ignore[no-untyp
         det = _model(model_dir)
         for pdf in batches:
             n = len(pdf)
-            result = det.score_frame(pdf, errors="collect", warn_extra=False, explain_top_k=explain_top_k)
+            result = det.score_frame(
+                pdf, errors="collect", warn_extra=False, explain_top_k=explain_top_k, sampled=False
+            )
             out = pdf.copy()
             positions = result.row_positions if result.row_positions is not None else np.arange(n)
             for name, values in result_columns(result, explain_top_k).items():

@@ -53,6 +53,15 @@ def test_regression_gemm_rounds_small_batches_differently(fitted: VAEDetector, h
         assert fitted.score_frame(X.iloc[[i]]).contributions[0].tobytes() == reference[i].tobytes(), f"row {i}"
 
 
+@pytest.mark.parametrize("scoring", SCORINGS)
+def test_skipping_unneeded_draws_leaves_the_score_unchanged(fitted: VAEDetector, holdout, scoring: str) -> None:
+    X, _ = holdout
+    full = fitted.score_frame(X.iloc[:500], scoring=scoring, sampled=True)
+    lean = fitted.score_frame(X.iloc[:500], scoring=scoring, sampled=False)
+    assert lean.contributions.tobytes() == full.contributions.tobytes()
+    assert fitted.anomaly_score(X.iloc[:500], scoring=scoring).tobytes() == full.anomaly_score.tobytes()
+
+
 def test_scores_are_bit_identical_after_save_and_load(fitted: VAEDetector, holdout, tmp_path) -> None:
     X, _ = holdout
     fitted.save(str(tmp_path / "model"))
