@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import pty
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -237,6 +240,8 @@ def test_progress_bar_on_a_terminal_shows_rate_and_eta(
     frame = pd.read_csv(transactions_csv)
     frame.to_parquet(src) if suffix == ".parquet" else frame.to_csv(src, index=False)
     controller, terminal = pty.openpty()
+    # A new pseudo-terminal is 0 columns wide, and tqdm would draw an empty bar in it.
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
     proc = subprocess.Popen(
         [
             FRAUDVAE,
