@@ -87,8 +87,10 @@ def main() -> int:
                 asyncio.run(_load(url, "/health", None, conc, 50))  # warm-up
                 results[("health", conc)] = asyncio.run(_load(url, "/health", None, conc, total))
                 results[("score", conc)] = asyncio.run(_load(url, "/score", rows[0], conc, total))
+            asyncio.run(_load(url, "/batch_score", rows, 1, 3))  # warm-up, as for the other endpoints
             batch = asyncio.run(_load(url, "/batch_score", rows, 1, 20))
             frame = pd.DataFrame(rows)
+            det.score_frame(frame, explain_top_k=3)  # warm-up
             started = time.perf_counter()
             for _ in range(20):
                 det.score_frame(frame, explain_top_k=3)
