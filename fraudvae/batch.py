@@ -25,7 +25,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from fraudvae.detector import ScoreResult, VAEDetector
@@ -72,13 +71,19 @@ def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Ite
     """
     needed = list(dict.fromkeys([*schema.names, *keep]))
     if file_format(path) == "parquet":
-        dataset = ds.dataset(path, format="parquet")
-        missing = [c for c in needed if c not in dataset.schema.names]
+        try:
+            # pre_buffer=False: the pre-buffer cache keeps every row group read until the
+            # file is closed, so memory would grow with the file.
+            parquet = pq.ParquetFile(path, pre_buffer=False)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataFileError(f"Cannot read {str(path)!r} as Parquet: {str(exc).splitlines()[0]}") from exc
+        missing = [c for c in needed if c not in parquet.schema_arrow.names]
         if missing:
             raise DataFileError(f"{str(path)!r} lacks column(s) {missing}; the model needs {schema.names}.")
-        total = max(dataset.count_rows(), 1)
+        total = max(parquet.metadata.num_rows, 1)
         line = 1
-        for batch in dataset.to_batches(columns=needed, batch_size=chunk_rows):
+        # Row group by row group: a dataset scan reads 16 batches ahead.
+        for batch in parquet.iter_batches(batch_size=chunk_rows, columns=needed):
             yield batch.to_pandas(), line, (line - 1 + batch.num_rows) / total
             line += batch.num_rows
         return
@@ -109,7 +114,7 @@ def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Ite
         # Opening parses the first block already, so it belongs inside the ``try``.
         reader = pacsv.open_csv(
             source,
-            read_options=pacsv.ReadOptions(block_size=1 << 22),
+            read_options=pacsv.ReadOptions(block_size=1 << 20, use_threads=False),
             parse_options=parse,
             convert_options=convert,
         )
@@ -144,11 +149,16 @@ def _typed(table: pa.Table, schema: Schema) -> pd.DataFrame:
     for name in table.column_names:
         col = table.column(name)
         if kinds.get(name) in ("numeric", "binary"):
-            try:
-                columns[name] = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+            # Numbers, or booleans as CSV files write them (true/false, any case): arrow
+            # reads both as ``Schema.validate_frame`` would, without a Python loop.
+            for target in (pa.float64(), pa.bool_()):
+                try:
+                    columns[name] = pc.cast(pc.cast(col, target), pa.float64()).to_numpy(zero_copy_only=False)
+                    break
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    pass
+            if name in columns:
                 continue
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                pass
         columns[name] = col.to_pandas()
     return pd.DataFrame(columns)
 
@@ -265,7 +275,7 @@ def score_file(
     input_path: str | Path,
     output_path: str | Path,
     *,
-    chunk_rows: int = 50_000,
+    chunk_rows: int = 20_000,
     keep_columns: list[str] | None = None,
     explain_top_k: int = 0,
     max_reject_rate: float = 0.0,

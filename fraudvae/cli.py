@@ -70,6 +70,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         params["max_epochs"] = args.epochs
     if args.scoring is not None:
         params["scoring"] = args.scoring
+    if args.score_samples is not None:
+        params["n_score_samples"] = args.score_samples
     try:
         result = train_file(
             args.data,
@@ -190,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scoring", choices=["elbo", "reconstruction", "iwae"], help="default score (default elbo)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default: scaled to the data, early stopping)")
     p.add_argument(
+        "--score-samples",
+        type=int,
+        help="draws of z per ELBO/IWAE score (default 16); 0 scores at the posterior mean, about 3x faster",
+    )
+    p.add_argument(
         "--seed", type=int, default=0, help="random seed for the split, the weights and the scores (default 0)"
     )
     p.add_argument("--no-compare", action="store_true", help="skip fitting the comparison detectors on the test split")
@@ -237,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--input", required=True, help="input .csv, .csv.gz or .parquet (a directory of them with --engine spark)"
     )
     p.add_argument("--output", required=True, help="output .csv, .csv.gz or .parquet (format from the extension)")
-    p.add_argument("--chunk-rows", type=int, default=50_000, help="rows per chunk (default 50000)")
+    p.add_argument("--chunk-rows", type=int, default=20_000, help="rows per chunk (default 20000)")
     p.add_argument("--keep-columns", help="comma-separated input columns to copy to the output (ids, amounts)")
     p.add_argument("--explain-top-k", type=int, default=0, help="add the top K feature contributions per row")
     p.add_argument(

@@ -96,7 +96,11 @@ class Preprocessor:
         self.nullable_num = [i for i, n in enumerate(self.num_features) if stats[n]["nullable"]]
         self.num_min_variance = [stats[n]["step"] ** 2 / 12.0 for n in self.num_features]
         self.cat_cardinalities = [len(stats[n]["vocabulary"]) for n in self.cat_features]
-        self._cat_index = [{v: i for i, v in enumerate(stats[n]["vocabulary"])} for n in self.cat_features]
+        # Level -> code lookups as (keys, codes), so a whole column is encoded in one vectorised call.
+        self._cat_index: list[tuple[pd.Index, np.ndarray]] = []
+        for n in self.cat_features:
+            lookup = {v: i for i, v in enumerate(stats[n]["vocabulary"])}
+            self._cat_index.append((pd.Index(list(lookup), dtype=object), np.array([*lookup.values(), 0])))
 
     # ------------------------------------------------------------------ fitting
     @classmethod
@@ -162,8 +166,10 @@ class Preprocessor:
         binary = np.clip(binary, -_CLIP, _CLIP)
         cat = np.zeros((n, len(self.cat_features)), dtype=np.int64)
         for j, name in enumerate(self.cat_features):
-            index = self._cat_index[j]
-            cat[:, j] = [1 if v is None else index.get(v, 0) for v in derived[name]]
+            values = derived[name]
+            keys, codes = self._cat_index[j]
+            cat[:, j] = codes[keys.get_indexer(values)]  # position -1 (unseen level) is code 0
+            cat[pd.isna(values), j] = 1
         return Encoded(num, obs, binary, cat)
 
     def typical_row_values(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

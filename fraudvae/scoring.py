@@ -111,9 +111,9 @@ def score_vae(
 ) -> Components:
     """Score encoded rows in fixed-shape chunks (see the module docstring).
 
-    ``sampled=False`` skips the K decoder passes (ELBO and IWAE then equal the
-    reconstruction at the posterior mean plus the KL), for callers that only need the
-    reconstruction score. ``iwae=False`` skips the importance weights (about a fifth
+    ``sampled=False`` (or no draws at all) skips the K decoder passes: ELBO and IWAE
+    then equal the reconstruction at the posterior mean plus the KL, which is the score
+    of a detector with ``n_score_samples=0`` and all a reconstruction score needs. ``iwae=False`` skips the importance weights (about a fifth
     of the cost of a sampled score) and leaves ``iwae`` and ``iwae_latent`` as NaN.
     """
     n, n_feat = len(enc), enc.num.shape[1] + enc.bin.shape[1] + enc.cat.shape[1]
@@ -139,7 +139,7 @@ def score_vae(
             for j, logits in enumerate(out.cat_logits):
                 cat_mode[start:stop, j] = logits[:m].argmax(-1).numpy()
             latent[start:stop] = mu[:m].numpy()
-            if logvar is None or not sampled:
+            if logvar is None or not sampled or k == 0:
                 kl = (
                     seq_sum(kl_diag_normal(mu, logvar), -1)
                     if logvar is not None

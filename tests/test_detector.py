@@ -62,6 +62,23 @@ def test_skipping_unneeded_draws_leaves_the_score_unchanged(fitted: VAEDetector,
     assert fitted.anomaly_score(X.iloc[:500], scoring=scoring).tobytes() == full.anomaly_score.tobytes()
 
 
+def test_zero_draws_score_the_elbo_at_the_posterior_mean(normal_train: pd.DataFrame, holdout, tmp_path) -> None:
+    """``n_score_samples=0``: the negative ELBO with its reconstruction term at the posterior mean."""
+    X, _ = holdout
+    lean = VAEDetector(random_state=0, max_epochs=4, n_score_samples=0).fit(normal_train)
+    sampled = VAEDetector(random_state=0, max_epochs=4).fit(normal_train)  # same seed: same network
+    reference = sampled.score_frame(X, sampled=False, scoring="reconstruction")
+    score = lean.anomaly_score(X)
+    np.testing.assert_allclose(score, reference.neg_elbo, rtol=1e-12)
+    assert not np.allclose(score, sampled.anomaly_score(X))  # the sampled ELBO differs
+    assert lean.threshold_ != sampled.threshold_  # calibrated on its own score
+    np.testing.assert_array_equal(lean.score_frame(X).is_anomaly, score > lean.threshold_)
+    lean.save(str(tmp_path / "m"))
+    assert VAEDetector.load(str(tmp_path / "m")).anomaly_score(X).tobytes() == score.tobytes()
+    with pytest.raises(ConfigurationError, match="n_score_samples=0"):
+        lean.anomaly_score(X, scoring="iwae")
+
+
 def test_scores_are_bit_identical_after_save_and_load(fitted: VAEDetector, holdout, tmp_path) -> None:
     X, _ = holdout
     fitted.save(str(tmp_path / "model"))
@@ -195,9 +212,19 @@ def test_ppca_matches_sklearn_likelihood(normal_train: pd.DataFrame) -> None:
     np.testing.assert_allclose(det.anomaly_score(rows), -reference.score_samples(design), rtol=1e-4)
 
 
-@pytest.mark.parametrize("bad", [{"kind": "gan"}, {"scoring": "mse"}, {"validation_fraction": 1.5}, {"latent_dim": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"kind": "gan"},
+        {"scoring": "mse"},
+        {"validation_fraction": 1.5},
+        {"latent_dim": 0},
+        {"n_score_samples": -1},
+        {"scoring": "iwae", "n_score_samples": 0},
+    ],
+)
 def test_invalid_parameters_are_named(normal_train: pd.DataFrame, bad: dict) -> None:
-    name = next(iter(bad))
+    name = list(bad)[-1]
     with pytest.raises(ConfigurationError, match=name):
         VAEDetector(**bad).fit(normal_train.iloc[:100])
 
