@@ -27,23 +27,33 @@ from fraudvae import VAEDetector
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_PARSE = """
-import json, resource, sys, time
+# Peak RSS from /proc/self/status (VmHWM, this process's own address space). getrusage's
+# ru_maxrss is no good here: Linux carries the parent's high-water mark across fork and
+# exec, so every child would report at least this benchmark process's own size.
+_PEAK = """
+def PEAK():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+"""
+
+_PARSE = _PEAK + """
+import json, sys, time
 import pyarrow.csv as c
 t = time.perf_counter(); n = 0
 for b in c.open_csv(sys.argv[1], read_options=c.ReadOptions(block_size=1 << 22)):
     n += b.num_rows
 print(json.dumps({"rows": n, "seconds": time.perf_counter() - t,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": PEAK()}))
 """
 
-_SCORE = """
-import json, resource, sys, time
+_SCORE = _PEAK + """
+import json, sys, time
 from fraudvae.batch import score_file
 t = time.perf_counter()
 s = score_file(sys.argv[1], sys.argv[2], sys.argv[3])  # the CLI's defaults (20,000-row chunks)
 print(json.dumps({"rows": s.rows_scored, "seconds": time.perf_counter() - t,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": PEAK()}))
 """
 
 

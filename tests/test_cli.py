@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
+from fraudvae import VAEDetector
 from fraudvae.datasets import make_transactions
 
 FRAUDVAE = str(Path(sys.executable).with_name("fraudvae"))
@@ -40,6 +41,7 @@ def run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
                 "--quiet",
                 "--no-compare",
                 "--scoring",
+                "--score-samples",
             ],
         ),
         ("evaluate", ["--model", "--data", "--label-column", "--out", "--normal-value", "--all-rows"]),
@@ -95,6 +97,17 @@ def test_missing_label_column_is_one_line(tmp_path: Path) -> None:
         "'Class'",
         "not in the data",
     )
+
+
+def test_invalid_score_samples_is_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "t.csv"
+    pd.DataFrame({"a": [1.0, 2.0] * 20, "b": ["x", "y"] * 20}).to_csv(data, index=False)
+    _assert_one_line_error(
+        run("train", "--data", str(data), "--out", str(tmp_path / "m"), "--score-samples", "-1"),
+        "n_score_samples=-1",
+        "expected 0 or more",
+    )
+    assert not (tmp_path / "m").exists()
 
 
 def test_unreadable_file_is_one_line(tmp_path: Path) -> None:
@@ -197,11 +210,14 @@ def test_time_split_and_quiet(tmp_path: Path) -> None:
         "transaction_id",
         "--epochs",
         "5",
+        "--score-samples",
+        "0",
         "--no-compare",
         "--quiet",
     )
     assert out.returncode == 0, out.stderr
     assert out.stderr == ""
+    assert VAEDetector.load(str(model)).n_score_samples == 0
     summary = json.loads((model / "training_summary.json").read_text())
     assert summary["split"]["method"] == "time"
     out = run(
