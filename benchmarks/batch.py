@@ -37,7 +37,9 @@ def PEAK():
             return int(line.split()[1]) / 1024
 """
 
-_PARSE = _PEAK + """
+_PARSE = (
+    _PEAK
+    + """
 import json, sys, time
 import pyarrow.csv as c
 t = time.perf_counter(); n = 0
@@ -46,8 +48,11 @@ for b in c.open_csv(sys.argv[1], read_options=c.ReadOptions(block_size=1 << 22))
 print(json.dumps({"rows": n, "seconds": time.perf_counter() - t,
                   "peak_rss_mb": PEAK()}))
 """
+)
 
-_SCORE = _PEAK + """
+_SCORE = (
+    _PEAK
+    + """
 import json, sys, time
 from fraudvae.batch import score_file
 t = time.perf_counter()
@@ -55,6 +60,7 @@ s = score_file(sys.argv[1], sys.argv[2], sys.argv[3])  # the CLI's defaults (20,
 print(json.dumps({"rows": s.rows_scored, "seconds": time.perf_counter() - t,
                   "peak_rss_mb": PEAK()}))
 """
+)
 
 
 def _measure(code: str, *args: str) -> dict[str, float]:

@@ -150,11 +150,13 @@ class Preprocessor:
         for j, name in enumerate(self.num_features):
             s = self.stats[name]
             v = np.asarray(derived[name], dtype=np.float64)
-            if s["transform"] == "log1p":
-                v = _signed_log1p(v - s["shift"])
             # Beyond a million robust deviations a value is anomalous whatever it is;
-            # clipping keeps every score finite (JSON has no Infinity).
-            z = np.clip((v - s["center"]) / s["scale"], -_CLIP, _CLIP)
+            # clipping keeps every score finite (JSON has no Infinity). A value near the
+            # float64 limit overflows to infinity on the way, which the clip absorbs.
+            with np.errstate(over="ignore"):
+                if s["transform"] == "log1p":
+                    v = _signed_log1p(v - s["shift"])
+                z = np.clip((v - s["center"]) / s["scale"], -_CLIP, _CLIP)
             missing = np.isnan(z)
             obs[:, j] = ~missing
             num[:, j] = np.where(missing, 0.0, z)

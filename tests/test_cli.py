@@ -103,7 +103,7 @@ def test_invalid_score_samples_is_one_line(tmp_path: Path) -> None:
     data = tmp_path / "t.csv"
     pd.DataFrame({"a": [1.0, 2.0] * 20, "b": ["x", "y"] * 20}).to_csv(data, index=False)
     _assert_one_line_error(
-        run("train", "--data", str(data), "--out", str(tmp_path / "m"), "--score-samples", "-1"),
+        run("train", "--data", str(data), "--out", str(tmp_path / "m"), "--score-samples", "-1", "--quiet"),
         "n_score_samples=-1",
         "expected 0 or more",
     )

@@ -79,6 +79,21 @@ def test_zero_draws_score_the_elbo_at_the_posterior_mean(normal_train: pd.DataFr
         lean.anomaly_score(X, scoring="iwae")
 
 
+@pytest.mark.parametrize("value", [1.3326116640936367e308, -1.7e308, np.finfo(np.float64).max])
+def test_regression_value_near_float_limit_overflowed_in_scaling(fitted: VAEDetector, holdout, value: float) -> None:
+    """Found by the service fuzz test: dividing by a robust scale below 1 overflowed.
+
+    The overflow warning became a 500 under ``filterwarnings = error``; the value is
+    clipped at a million robust deviations either way.
+    """
+    X, _ = holdout
+    rows = X.iloc[:2].copy()
+    rows["txn_count_1h"] = value
+    rows["amount"] = value
+    score = fitted.anomaly_score(rows)
+    assert np.isfinite(score).all() and (score > fitted.threshold_).all()
+
+
 def test_scores_are_bit_identical_after_save_and_load(fitted: VAEDetector, holdout, tmp_path) -> None:
     X, _ = holdout
     fitted.save(str(tmp_path / "model"))
