@@ -113,8 +113,9 @@ def score_vae(
 
     ``sampled=False`` (or no draws at all) skips the K decoder passes: ELBO and IWAE
     then equal the reconstruction at the posterior mean plus the KL, which is the score
-    of a detector with ``n_score_samples=0`` and all a reconstruction score needs. ``iwae=False`` skips the importance weights (about a fifth
-    of the cost of a sampled score) and leaves ``iwae`` and ``iwae_latent`` as NaN.
+    of a detector with ``n_score_samples=0`` and all a reconstruction score needs.
+    ``iwae=False`` skips the importance weights (about a fifth of the cost of a sampled
+    score) and leaves ``iwae`` and ``iwae_latent`` as NaN.
     """
     n, n_feat = len(enc), enc.num.shape[1] + enc.bin.shape[1] + enc.cat.shape[1]
     rec = np.empty((n, n_feat))
