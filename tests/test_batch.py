@@ -44,6 +44,11 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([FRAUDVAE, "score", *args], capture_output=True, text=True, timeout=600)
 
 
+def score_command(model_dir: Path, src: Path, out: Path, *extra: str) -> list[str]:
+    """The ``fraudvae score`` command line, for tests that drive the process themselves."""
+    return [FRAUDVAE, "score", "--model", str(model_dir), "--input", str(src), "--output", str(out), *extra]
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
 def test_scores_equal_in_memory_scoring(model_dir: Path, transactions_csv: Path, tmp_path: Path, suffix: str) -> None:
     out = tmp_path / f"scored{suffix}"
@@ -134,19 +139,7 @@ def test_killed_job_leaves_no_partial_output(model_dir: Path, tmp_path: Path) ->
     make_transactions(60_000, random_state=2).to_csv(src, index=False)
     out = tmp_path / "out.csv"
     proc = subprocess.Popen(
-        [
-            FRAUDVAE,
-            "score",
-            "--model",
-            str(model_dir),
-            "--input",
-            str(src),
-            "--output",
-            str(out),
-            "--chunk-rows",
-            "2000",
-            "--quiet",
-        ],
+        score_command(model_dir, src, out, "--chunk-rows", "2000", "--quiet"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -244,18 +237,7 @@ def test_progress_bar_on_a_terminal_shows_rate_and_eta(
     # A new pseudo-terminal is 0 columns wide, and tqdm would draw an empty bar in it.
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
     proc = subprocess.Popen(
-        [
-            FRAUDVAE,
-            "score",
-            "--model",
-            str(model_dir),
-            "--input",
-            str(src),
-            "--output",
-            str(tmp_path / "o.csv"),
-            "--chunk-rows",
-            "500",
-        ],
+        score_command(model_dir, src, tmp_path / "o.csv", "--chunk-rows", "500"),
         stdout=subprocess.PIPE,
         stderr=terminal,
         text=True,
