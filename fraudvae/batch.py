@@ -15,7 +15,9 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import torch
 
 from fraudvae.detector import ScoreResult, VAEDetector
 from fraudvae.exceptions import ConfigurationError, DataFileError
@@ -35,6 +38,8 @@ from fraudvae.schema import Schema
 __all__ = ["BatchSummary", "result_columns", "run_batch", "score_file"]
 
 SCORE_COLUMNS = ["anomaly_score", "is_anomaly", "p_value"]
+#: Most chunks scored at once (one thread each); more would only hold more chunks in memory.
+_MAX_WORKERS = 4
 
 
 @dataclass
@@ -302,35 +307,58 @@ def score_file(
     out, rejects = _Writer(dst), _Writer(rejects_path)
     summary = BatchSummary()
     bar = _progress(src) if progress else None
-    try:
-        for frame, first_line, share_read in _prefetched(_chunks(src, det.schema_, keep, chunk_rows)):
-            result = det.score_frame(
-                frame, errors="collect", warn_extra=False, explain_top_k=explain_top_k, sampled=False
-            )
-            positions = result.row_positions if result.row_positions is not None else np.arange(len(frame))
-            kept = {c: frame[c].to_numpy()[positions] for c in keep}
-            out.write(pa.table({**kept, **result_columns(result, explain_top_k)}))
-            if result.rejected:
-                rows = sorted(result.rejected)
-                rejects.write(
-                    pa.table(
-                        {
-                            "line": pa.array([first_line + r for r in rows], pa.int64()),
-                            "reason": [_reason(result.rejected[r]) for r in rows],
-                        }
-                    )
+
+    def emit(frame: pd.DataFrame, first_line: int, share_read: float, result: ScoreResult) -> None:
+        positions = result.row_positions if result.row_positions is not None else np.arange(len(frame))
+        kept = {c: frame[c].to_numpy()[positions] for c in keep}
+        out.write(pa.table({**kept, **result_columns(result, explain_top_k)}))
+        if result.rejected:
+            bad = sorted(result.rejected)
+            rejects.write(
+                pa.table(
+                    {
+                        "line": pa.array([first_line + r for r in bad], pa.int64()),
+                        "reason": [_reason(result.rejected[r]) for r in bad],
+                    }
                 )
-            summary.rows_read += len(frame)
-            summary.rows_scored += len(result)
-            summary.rows_flagged += int(np.sum(result.is_anomaly))
-            summary.rows_rejected += len(result.rejected)
-            if bar is not None:
-                _advance(bar, len(frame), share_read)
+            )
+        summary.rows_read += len(frame)
+        summary.rows_scored += len(result)
+        summary.rows_flagged += int(np.sum(result.is_anomaly))
+        summary.rows_rejected += len(result.rejected)
+        if bar is not None:
+            _advance(bar, len(frame), share_read)
+
+    # The two halves of ``score_frame`` in a pipeline: the reader thread parses,
+    # validates and encodes (arrow and pandas) while ``workers`` threads score earlier
+    # chunks (torch, which releases the GIL), each single-threaded: whole chunks in
+    # parallel keep the cores busier than one chunk's operations split across them.
+    # Scores do not depend on the thread count (see ``fraudvae.scoring``).
+    threads = torch.get_num_threads()
+    workers = max(1, min(threads, _MAX_WORKERS))
+    prepared = (
+        (frame, det._prepare_rows(frame, "collect", warn_extra=False), first_line, share_read)
+        for frame, first_line, share_read in _chunks(src, det.schema_, keep, chunk_rows)
+    )
+    try:
+        torch.set_num_threads(1)
+        with ThreadPoolExecutor(workers, "fraudvae-score", torch.set_num_threads, (1,)) as pool:
+            in_flight: deque[tuple[pd.DataFrame, int, float, Future[ScoreResult]]] = deque()
+            for frame, rows, first_line, share_read in _prefetched(prepared):
+                scored = pool.submit(det._score_rows, rows, None, False, explain_top_k)
+                in_flight.append((frame, first_line, share_read, scored))
+                if len(in_flight) >= workers:  # written in input order
+                    frame, first_line, share_read, scored = in_flight.popleft()
+                    emit(frame, first_line, share_read, scored.result())
+            while in_flight:
+                frame, first_line, share_read, scored = in_flight.popleft()
+                emit(frame, first_line, share_read, scored.result())
     except BaseException:
         out.discard()
         rejects.discard()
         raise
     finally:
+        torch.set_num_threads(threads)
         if bar is not None:
             bar.close()
     summary.seconds = time.perf_counter() - started

@@ -55,6 +55,16 @@ def _to_inputs(enc: Encoded, device: torch.device, dtype: torch.dtype = torch.fl
 
 
 @dataclass
+class _Prepared:
+    """Rows validated and encoded, ready to score (see ``VAEDetector._prepare_rows``)."""
+
+    clean: pd.DataFrame
+    enc: Encoded
+    rejected: dict[int, list[ColumnProblem]]
+    row_positions: np.ndarray
+
+
+@dataclass
 class ScoreResult:
     """Everything one scoring call computes, for every entry point to format.
 
@@ -460,7 +470,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self._draws = standard_normal_draws(self.n_score_samples, self.architecture_["latent_dim"], self.seed_)
 
     # ------------------------------------------------------------------ scoring core
-    def _components(self, enc: Encoded, sampled: bool, iwae: bool = True) -> Components:
+    def _components(self, enc: Encoded, sampled: bool, iwae: bool = True, expectations: bool = False) -> Components:
         if self.kind == "ppca":
             nll = score_ppca(self.ppca_, self._design(enc), len(self.preprocessor_.internal_order))
             mean = self.ppca_.mean
@@ -477,7 +487,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             latent = (self._design(enc) - mean) @ self.ppca_.components.T
             zero = np.zeros(n)
             return Components(nll, nll, zero, nll, zero, num_mean, bin_prob, cat_mode, latent)
-        return score_vae(self._scoring_module, enc, self._draws, sampled=sampled, iwae=iwae)
+        return score_vae(self._scoring_module, enc, self._draws, sampled=sampled, iwae=iwae, expectations=expectations)
 
     @staticmethod
     def _method_terms(comp: Components, method: str) -> tuple[np.ndarray, np.ndarray]:
@@ -525,14 +535,21 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(drops, order, axis=1)
 
     def _score_clean(
-        self, clean: pd.DataFrame, scoring: str | None = None, *, sampled: bool = True, explain_top_k: int = 0
+        self,
+        clean: pd.DataFrame,
+        scoring: str | None = None,
+        *,
+        sampled: bool = True,
+        explain_top_k: int = 0,
+        enc: Encoded | None = None,
     ) -> ScoreResult:
-        """Score a frame already normalized by ``schema_.validate_frame``."""
+        """Score a frame already normalized by ``schema_.validate_frame`` (and ``enc``, its encoding)."""
         method = scoring or self.scoring
         pre = self.preprocessor_
-        enc = pre.transform(clean)
+        if enc is None:
+            enc = pre.transform(clean)
         sampled = sampled or method != "reconstruction"
-        comp = self._components(enc, sampled=sampled, iwae=method == "iwae")
+        comp = self._components(enc, sampled=sampled, iwae=method == "iwae", expectations=explain_top_k > 0)
         perm = pre.to_schema_order
         per_feature, latent = self._method_terms(comp, method)
         contributions = np.column_stack([per_feature[:, perm], latent])
@@ -571,6 +588,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self, clean: pd.DataFrame, enc: Encoded, comp: Components
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         pre = self.preprocessor_
+        assert comp.num_mean is not None and comp.bin_prob is not None and comp.cat_mode is not None
         derived = expand_features(clean, self.schema_)
         values: dict[str, np.ndarray] = {}
         expected: dict[str, np.ndarray] = {}
@@ -620,6 +638,10 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         explain_top_k : int
             Also rank the features behind each row's score (``result.top_features``).
         """
+        self._check_scoring(scoring)
+        return self._score_rows(self._prepare_rows(X, errors, warn_extra), scoring, sampled, explain_top_k)
+
+    def _check_scoring(self, scoring: str | None) -> None:
         self._check_fitted()
         if scoring is not None and scoring not in SCORINGS:
             raise ConfigurationError(f"scoring={scoring!r} is invalid; expected one of {list(SCORINGS)}.")
@@ -628,13 +650,29 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
                 "scoring='iwae' is invalid for this detector: it was fitted with n_score_samples=0 and the "
                 "importance-weighted bound needs at least 1 draw. Use scoring='elbo' or 'reconstruction'."
             )
+
+    def _prepare_rows(self, X: Any, errors: Literal["raise", "collect"], warn_extra: bool) -> _Prepared:
+        """The first half of :meth:`score_frame`: validate and encode (pandas work).
+
+        The batch job runs it in its reader thread while the previous chunk is in
+        :meth:`_score_rows` (torch work), so both cores stay busy.
+        """
+        self._check_fitted()
         frame = self._input_frame(X, reset=False)
         validated = self.schema_.validate_frame(frame, errors=errors, warn_extra=warn_extra)
-        result = self._score_clean(validated.frame, scoring, sampled=sampled, explain_top_k=explain_top_k)
-        result.rejected = validated.rejected
         keep = np.ones(len(frame), dtype=bool)
         keep[list(validated.rejected)] = False
-        result.row_positions = np.flatnonzero(keep)
+        enc = self.preprocessor_.transform(validated.frame)
+        return _Prepared(validated.frame, enc, validated.rejected, np.flatnonzero(keep))
+
+    def _score_rows(self, prepared: _Prepared, scoring: str | None, sampled: bool, explain_top_k: int) -> ScoreResult:
+        """The second half of :meth:`score_frame`: score encoded rows."""
+        self._check_scoring(scoring)
+        result = self._score_clean(
+            prepared.clean, scoring, sampled=sampled, explain_top_k=explain_top_k, enc=prepared.enc
+        )
+        result.rejected = prepared.rejected
+        result.row_positions = prepared.row_positions
         return result
 
     def anomaly_score(self, X: Any, *, scoring: str | None = None, return_p_value: bool = False) -> Any:

@@ -63,7 +63,7 @@ def feature_nll(x: Inputs, out: DecoderOutput, nullable_num: torch.Tensor) -> to
     """
     num = gaussian_nll(x.num, out.num_mu, out.num_logvar) * x.num_obs
     if nullable_num.numel():
-        miss_target = 1.0 - x.num_obs[:, nullable_num]
+        miss_target = 1.0 - x.num_obs[..., nullable_num]
         miss = F.binary_cross_entropy_with_logits(
             out.miss_logits, miss_target.expand_as(out.miss_logits), reduction="none"
         )
@@ -71,6 +71,6 @@ def feature_nll(x: Inputs, out: DecoderOutput, nullable_num: torch.Tensor) -> to
     parts = [num, bernoulli_nll(x.bin, out.bin_logits)]
     for j, logits in enumerate(out.cat_logits):
         logp = torch.log_softmax(logits, dim=-1)
-        idx = x.cat[:, j].expand(logits.shape[:-1]).unsqueeze(-1)
+        idx = x.cat[..., j].expand(logits.shape[:-1]).unsqueeze(-1)
         parts.append(-logp.gather(-1, idx))
     return torch.cat(parts, dim=-1)

@@ -13,7 +13,6 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 __all__ = ["DecoderOutput", "Inputs", "TabularVAE"]
 
@@ -43,10 +42,43 @@ class DecoderOutput:
     cat_logits: list[torch.Tensor]
 
 
+def softplus(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 + exp(x))`` from ``exp`` and ``log1p`` (see :class:`SiLU`); linear above 20 like torch's."""
+    return torch.where(x > 20.0, x, torch.log1p(torch.exp(x.clamp(max=20.0))))
+
+
+def sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """``1 / (1 + exp(-x))`` from ``exp`` (see :class:`SiLU`)."""
+    return 1.0 / (1.0 + torch.exp(-x.clamp(min=-80.0)))
+
+
+class SiLU(nn.Module):
+    """``x * sigmoid(x)`` built from ``exp``, so every element rounds the same wherever it sits.
+
+    torch's fused ``silu``, ``sigmoid`` and ``softplus`` kernels round an element
+    differently (by one unit in the last place) in their vectorised body and in their
+    scalar tail, and where that tail falls depends on the tensor's size and on how the
+    work is split between threads: a row's score would then depend on its batch.
+    ``exp``, ``log`` and ``log1p`` give the same bits on both paths, and ``+ - * /``
+    are exactly rounded, so these compositions are position-independent. (The same
+    function mathematically: a model trained with ``nn.SiLU`` loads unchanged.)
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The clamp keeps exp finite (float32 overflows past exp(88)), so gradients stay
+        # finite too; below -80 the activation is 0 to float32 precision either way.
+        if torch.is_grad_enabled() and x.requires_grad:
+            return x / (1.0 + torch.exp(-x.clamp(min=-80.0)))
+        # Scoring, without gradients: one buffer, and no clamp (an infinite exp(-x) gives
+        # x / inf = -0, the activation's value to float32 precision).
+        t = torch.neg(x).exp_().add_(1.0)
+        return torch.div(x, t, out=t)
+
+
 def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for a, b in itertools.pairwise(sizes[:-1]):
-        layers += [nn.Linear(a, b), nn.SiLU()]
+        layers += [nn.Linear(a, b), SiLU()]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(sizes[-2], sizes[-1]))
@@ -102,20 +134,26 @@ class TabularVAE(nn.Module):
         h = self.design(x)
         if noise is not None:
             h = h + noise
-        out = self.encoder(h)
+        return self.posterior(self.encoder(h))
+
+    def posterior(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Split the encoder's raw output into the posterior mean and log-variance."""
         if self.kind != "vae":
             return out, None
-        mu, logvar = out.chunk(2, dim=1)
+        mu, logvar = out.chunk(2, dim=-1)
         return mu, logvar.clamp(-12.0, 8.0)
 
     def decode(self, z: torch.Tensor) -> DecoderOutput:
-        out = self.decoder(z)
+        return self.heads(self.decoder(z))
+
+    def heads(self, out: torch.Tensor) -> DecoderOutput:
+        """Split the decoder's raw output into the per-type likelihood parameters."""
         n, m, b = self.n_num, int(self.nullable_num.numel()), self.n_bin
         mu, raw_var = out[..., :n], out[..., n : 2 * n]
         # Per-row variance, capped by a learned per-feature variance: a row may be
         # predicted more precisely than average, never less. Uncapped, an unusual row is
         # encoded where the decoder claims a wide variance and explains its deviation away.
-        logvar = torch.log(torch.exp(self.num_logvar_base - F.softplus(-raw_var)) + self.num_min_variance)
+        logvar = torch.log(torch.exp(self.num_logvar_base - softplus(-raw_var)) + self.num_min_variance)
         miss = out[..., 2 * n : 2 * n + m]
         binl = out[..., 2 * n + m : 2 * n + m + b]
         cats = (
@@ -127,11 +165,21 @@ class TabularVAE(nn.Module):
 
 
 def design_tensor(x: Inputs, nullable_num: torch.Tensor, cat_cardinalities: list[int]) -> torch.Tensor:
-    """The flat row representation shared by the encoder and the PPCA baseline."""
-    parts = [x.num, 1.0 - x.num_obs[:, nullable_num], x.bin]
-    for j, card in enumerate(cat_cardinalities):
-        parts.append(F.one_hot(x.cat[:, j], card).to(x.num.dtype))
-    return torch.cat(parts, dim=1)
+    """The flat row representation shared by the encoder and the PPCA baseline.
+
+    Columns: values, missing flags, binaries, then each categorical one-hot (written
+    with one scatter, not one ``one_hot`` per column).
+    """
+    n_num, n_miss, n_bin = x.num.shape[1], int(nullable_num.numel()), x.bin.shape[1]
+    start = n_num + n_miss + n_bin
+    out = x.num.new_zeros((x.num.shape[0], start + sum(cat_cardinalities)))
+    out[:, :n_num] = x.num
+    out[:, n_num : n_num + n_miss] = 1.0 - x.num_obs[:, nullable_num]
+    out[:, n_num + n_miss : start] = x.bin
+    if cat_cardinalities:
+        offsets = torch.tensor([0, *itertools.accumulate(cat_cardinalities)][:-1]) + start
+        out.scatter_(1, x.cat + offsets, 1.0)
+    return out
 
 
 def design_to_feature(n_num: int, nullable_num: list[int], n_bin: int, cat_cardinalities: list[int]) -> list[int]:

@@ -18,13 +18,15 @@ alone, in any batch, at any position, or on a Spark executor (on the same CPU ty
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from fraudvae.losses import feature_nll, kl_diag_normal, log_normal
-from fraudvae.model import Inputs, TabularVAE
+from fraudvae.model import Inputs, TabularVAE, sigmoid
 from fraudvae.preprocessing import Encoded
 
 __all__ = ["CHUNK_ROWS", "Components", "PPCAParams", "score_ppca", "score_vae", "standard_normal_draws"]
@@ -33,6 +35,10 @@ __all__ = ["CHUNK_ROWS", "Components", "PPCAParams", "score_ppca", "score_vae", 
 CHUNK_ROWS = 240
 #: Padding rows after every chunk: real rows never sit in a kernel's scalar tail.
 _GUARD_ROWS = 16
+_ROWS = CHUNK_ROWS + _GUARD_ROWS
+#: Decoder rows (chunk rows x draws) per group of chunks scored together: enough to
+#: amortise Python's per-operation cost, small enough to stay in cache-sized pieces.
+_GROUP_ROWS = 16_384
 
 
 def seq_sum(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -71,9 +77,11 @@ class Components:
     kl: np.ndarray  # (n,)
     iwae: np.ndarray  # (n, F): importance-weighted NLL share of each feature
     iwae_latent: np.ndarray  # (n,): the rest of the IWAE estimate (prior vs posterior)
-    num_mean: np.ndarray  # (n, n_num) decoder means at the posterior mean (scaled units)
-    bin_prob: np.ndarray  # (n, n_bin)
-    cat_mode: np.ndarray  # (n, n_cat) most likely code
+    # What the decoder expects at the posterior mean (None unless asked for: only
+    # explanations show them, and the batch hot path skips them).
+    num_mean: np.ndarray | None  # (n, n_num) means (scaled units)
+    bin_prob: np.ndarray | None  # (n, n_bin)
+    cat_mode: np.ndarray | None  # (n, n_cat) most likely code
     latent_mean: np.ndarray  # (n, latent_dim)
 
 
@@ -84,38 +92,57 @@ def standard_normal_draws(n_samples: int, dim: int, seed: int) -> torch.Tensor:
     return torch.cat([half, -half])[:n_samples]
 
 
-def _padded_chunks(enc: Encoded, chunk: int):  # type: ignore[no-untyped-def]
-    n = len(enc)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        # Every chunk has the same shape, ``chunk`` rows then guard rows: BLAS picks its
-        # kernels by matrix shape, so a fixed shape gives every row the same arithmetic
-        # wherever it sits, and the guard rows keep real rows out of scalar tails.
-        idx = np.arange(start, start + chunk + _GUARD_ROWS)
-        idx[idx >= stop] = stop - 1  # pad by repeating the last row
-        part = enc.take(idx)
-        yield (
-            start,
-            stop,
-            Inputs(
-                torch.from_numpy(part.num).float(),
-                torch.from_numpy(part.num_obs).float(),
-                torch.from_numpy(part.bin).float(),
-                torch.from_numpy(part.cat),
-            ),
-        )
+def _groups(n: int, per_group: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Row indices of each group of padded chunks, and a mask of the real (unpadded) rows.
+
+    Every chunk has the same shape, ``CHUNK_ROWS`` rows then guard rows: BLAS picks its
+    kernels by matrix shape, so a fixed shape gives every row the same arithmetic
+    wherever it sits, and the guard rows keep real rows out of scalar tails. Padding
+    repeats a chunk's last row.
+    """
+    starts = np.arange(0, n, CHUNK_ROWS)
+    offsets = np.arange(_ROWS)
+    for first in range(0, len(starts), per_group):
+        s = starts[first : first + per_group, None]
+        stop = np.minimum(s + CHUNK_ROWS, n)
+        idx = s + offsets
+        real = idx < stop
+        yield np.where(real, idx, stop - 1).ravel(), real.ravel()
+
+
+def _per_chunk_mlp(mlp: nn.Sequential, h: torch.Tensor, chunks: int) -> torch.Tensor:
+    """Run ``mlp`` with one matrix product per chunk: ``h`` is ``chunks`` equal blocks of rows.
+
+    One batched call multiplies every chunk with the shape of a lone chunk (a single
+    product over the stacked rows would be another shape); the activations are
+    position-independent (see :class:`fraudvae.model.SiLU`).
+    """
+    h = h.reshape(chunks, -1, h.shape[-1])
+    for layer in mlp:
+        if isinstance(layer, nn.Linear):
+            h = torch.baddbmm(layer.bias, h, layer.weight.t().expand(chunks, -1, -1))
+        else:
+            h = layer(h)  # activation, or dropout (the identity in eval mode)
+    return h
 
 
 def score_vae(
-    module: TabularVAE, enc: Encoded, draws: torch.Tensor, *, sampled: bool = True, iwae: bool = True
+    module: TabularVAE,
+    enc: Encoded,
+    draws: torch.Tensor,
+    *,
+    sampled: bool = True,
+    iwae: bool = True,
+    expectations: bool = True,
 ) -> Components:
-    """Score encoded rows in fixed-shape chunks (see the module docstring).
+    """Score encoded rows in groups of fixed-shape chunks (see the module docstring).
 
     ``sampled=False`` (or no draws at all) skips the K decoder passes: ELBO and IWAE
     then equal the reconstruction at the posterior mean plus the KL, which is the score
     of a detector with ``n_score_samples=0`` and all a reconstruction score needs.
     ``iwae=False`` skips the importance weights (about a fifth of the cost of a sampled
-    score) and leaves ``iwae`` and ``iwae_latent`` as NaN.
+    score) and leaves ``iwae`` and ``iwae_latent`` as NaN. ``expectations=False`` leaves
+    out the decoder's expected values (``num_mean``, ``bin_prob``, ``cat_mode``).
     """
     n, n_feat = len(enc), enc.num.shape[1] + enc.bin.shape[1] + enc.cat.shape[1]
     rec = np.empty((n, n_feat))
@@ -123,58 +150,66 @@ def score_vae(
     iwae_out = np.empty((n, n_feat))
     kl_out = np.zeros(n)
     iw_latent = np.zeros(n)
-    num_mean = np.empty((n, enc.num.shape[1]))
-    bin_prob = np.empty((n, enc.bin.shape[1]))
-    cat_mode = np.empty((n, enc.cat.shape[1]), dtype=np.int64)
+    num_mean = np.empty((n, enc.num.shape[1])) if expectations else None
+    bin_prob = np.empty((n, enc.bin.shape[1])) if expectations else None
+    cat_mode = np.empty((n, enc.cat.shape[1]), dtype=np.int64) if expectations else None
     latent = np.empty((n, module.latent_dim))
     k = draws.shape[0]
+    draw_passes = sampled and k > 0 and module.kind == "vae"
+    per_group = max(1, _GROUP_ROWS // (_ROWS * (k if draw_passes else 1)))
     with torch.no_grad():
-        for start, stop, x in _padded_chunks(enc, CHUNK_ROWS):
-            m = stop - start
-            mu, logvar = module.encode(x)
-            out = module.decode(mu)
-            r = feature_nll(x, out, module.nullable_num)
-            rec[start:stop] = r[:m].numpy()
-            num_mean[start:stop] = out.num_mu[:m].numpy()
-            bin_prob[start:stop] = torch.sigmoid(out.bin_logits[:m]).numpy()
-            for j, logits in enumerate(out.cat_logits):
-                cat_mode[start:stop, j] = logits[:m].argmax(-1).numpy()
-            latent[start:stop] = mu[:m].numpy()
-            if logvar is None or not sampled or k == 0:
-                kl = (
-                    seq_sum(kl_diag_normal(mu, logvar), -1)
-                    if logvar is not None
-                    else torch.zeros(mu.shape[0], dtype=mu.dtype)
-                )
-                kl_out[start:stop] = kl[:m].numpy()
-                elbo[start:stop] = rec[start:stop]
-                iwae_out[start:stop] = rec[start:stop]
-                iw_latent[start:stop] = kl_out[start:stop]
+        for idx, real in _groups(n, per_group):
+            g, dest = len(idx) // _ROWS, idx[real]
+            part = enc.take(idx)
+            x = Inputs(
+                torch.from_numpy(part.num).float(),
+                torch.from_numpy(part.num_obs).float(),
+                torch.from_numpy(part.bin).float(),
+                torch.from_numpy(part.cat),
+            )
+            mu, logvar = module.posterior(_per_chunk_mlp(module.encoder, module.design(x), g).reshape(len(idx), -1))
+            out = module.heads(_per_chunk_mlp(module.decoder, mu, g).reshape(len(idx), -1))
+            rec[dest] = feature_nll(x, out, module.nullable_num).numpy()[real]
+            if num_mean is not None and bin_prob is not None and cat_mode is not None:
+                num_mean[dest] = out.num_mu.numpy()[real]
+                bin_prob[dest] = sigmoid(out.bin_logits).numpy()[real]
+                for j, logits in enumerate(out.cat_logits):
+                    cat_mode[dest, j] = logits.argmax(-1).numpy()[real]
+            latent[dest] = mu.numpy()[real]
+            if logvar is not None:
+                kl_out[dest] = seq_sum(kl_diag_normal(mu, logvar), -1).numpy()[real]
+            if logvar is None or not draw_passes:
+                elbo[dest] = rec[dest]
+                iwae_out[dest] = rec[dest]
+                iw_latent[dest] = kl_out[dest]
                 continue
-            std = torch.exp(0.5 * logvar)
-            z = mu.unsqueeze(0) + std.unsqueeze(0) * draws.unsqueeze(1)  # (K, B, L)
-            nll = feature_nll(x, module.decode(z), module.nullable_num)  # (K, B, F)
-            kl = seq_sum(kl_diag_normal(mu, logvar), -1)
-            elbo[start:stop] = (seq_sum(nll, 0) / k)[:m].numpy()
-            kl_out[start:stop] = kl[:m].numpy()
+            # Draw-major inside each chunk, (g, K, rows, latent): a chunk's K x rows
+            # decoder inputs form one fixed-shape product.
+            shape = (g, 1, _ROWS, -1)
+            mu4, logvar4 = mu.reshape(shape), logvar.reshape(shape)
+            z = mu4 + torch.exp(0.5 * logvar4) * draws.reshape(1, k, 1, -1)
+            x4 = Inputs(*(t.reshape(shape) for t in (x.num, x.num_obs, x.bin, x.cat)))
+            out_k = module.heads(_per_chunk_mlp(module.decoder, z, g).reshape(g, k, _ROWS, -1))
+            nll = feature_nll(x4, out_k, module.nullable_num)  # (g, K, rows, F)
+            elbo[dest] = (seq_sum(nll, 1) / k).reshape(len(idx), -1).numpy()[real]
             if not iwae:
-                iwae_out[start:stop] = np.nan
-                iw_latent[start:stop] = np.nan
+                iwae_out[dest] = np.nan
+                iw_latent[dest] = np.nan
                 continue
-            zeros = torch.zeros_like(mu)
+            zeros = torch.zeros_like(mu4)
             log_w = (
                 -seq_sum(nll, -1)
                 + log_normal(z, zeros, zeros, reduce=seq_sum)
-                - log_normal(z, mu.unsqueeze(0), logvar.unsqueeze(0), reduce=seq_sum)
-            )  # (K, B)
-            top = seq_max(log_w, 0)
-            weights = torch.exp(log_w - top)
-            norm = seq_sum(weights, 0)
-            weights = weights / norm
+                - log_normal(z, mu4, logvar4, reduce=seq_sum)
+            )  # (g, K, rows)
+            top = seq_max(log_w, 1)
+            weights = torch.exp(log_w - top.unsqueeze(1))
+            norm = seq_sum(weights, 1)
+            weights = weights / norm.unsqueeze(1)
             total = -(top + torch.log(norm) - math.log(k))
-            share = seq_sum(weights.unsqueeze(-1) * nll, 0)
-            iwae_out[start:stop] = share[:m].numpy()
-            iw_latent[start:stop] = (total - seq_sum(share, -1))[:m].numpy()
+            share = seq_sum(weights.unsqueeze(-1) * nll, 1)  # (g, rows, F)
+            iwae_out[dest] = share.reshape(len(idx), -1).numpy()[real]
+            iw_latent[dest] = (total - seq_sum(share, -1)).reshape(-1).numpy()[real]
     return Components(rec, elbo, kl_out, iwae_out, iw_latent, num_mean, bin_prob, cat_mode, latent)
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
+from torch.nn import functional as F
 
 from fraudvae import LATENT, SCORINGS, ConfigurationError, NotFittedError, VAEDetector
+from fraudvae.model import SiLU, sigmoid, softplus
 from fraudvae.scoring import CHUNK_ROWS
 
 
@@ -51,6 +54,48 @@ def test_regression_gemm_rounds_small_batches_differently(fitted: VAEDetector, h
     reference = fitted.score_frame(X.iloc[:size]).contributions
     for i in range(size):
         assert fitted.score_frame(X.iloc[[i]]).contributions[0].tobytes() == reference[i].tobytes(), f"row {i}"
+
+
+@pytest.mark.parametrize(
+    ("activation", "fused"),
+    [(SiLU(), F.silu), (softplus, F.softplus), (sigmoid, torch.sigmoid)],
+    ids=["silu", "softplus", "sigmoid"],
+)
+def test_regression_fused_activations_rounded_their_scalar_tail_differently(activation, fused) -> None:  # type: ignore[no-untyped-def]
+    """Alone or in a large (multi-threaded, vectorised) tensor, an element gets the same bits.
+
+    torch's fused SiLU, softplus and sigmoid round the scalar tail of a thread's share
+    differently from its vector body (about 1 element in 25). Scoring stacks many chunks
+    into one tensor, and where the shares end depends on its size and the thread count:
+    with 3 threads, F.silu on a (4, 4096, 185) tensor gave 2 elements other bits than
+    with 1 thread.
+    """
+    x = torch.randn(100_003, 7, generator=torch.Generator().manual_seed(0)) * 8
+    with torch.no_grad():
+        big = activation(x)
+        alone = torch.cat([activation(x[i : i + 1]) for i in range(0, 100_003, 33)])  # the scalar path
+    assert alone.numpy().tobytes() == big[::33].numpy().tobytes()
+    torch.testing.assert_close(big, fused(x), rtol=1e-6, atol=1e-7)  # the same function as torch's
+
+
+def _contributions_with_threads(det: VAEDetector, rows: pd.DataFrame, threads: int, scoring: str) -> np.ndarray:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        return det.score_frame(rows, scoring=scoring).contributions
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("scoring", SCORINGS)
+def test_scores_do_not_depend_on_the_thread_count(fitted: VAEDetector, holdout, scoring: str) -> None:
+    """The batch job's workers score with 1 thread, the service with all of them."""
+    X, _ = holdout
+    rows = pd.concat([X, X], ignore_index=True)  # several groups of chunks
+    one = _contributions_with_threads(fitted, rows, 1, scoring)
+    for threads in (2, 3):
+        got = _contributions_with_threads(fitted, rows, threads, scoring)
+        assert got.tobytes() == one.tobytes(), f"{threads} threads"
 
 
 @pytest.mark.parametrize("scoring", SCORINGS)
