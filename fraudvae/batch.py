@@ -1,8 +1,9 @@
 """``fraudvae score``: stream a CSV or Parquet file of any size through a model.
 
-Chunks are read with pyarrow, scored with :meth:`VAEDetector.score_frame` (the function
-the HTTP service uses) and appended to a temporary file beside the output, renamed into
-place only when the whole input has been scored: a killed job leaves no partial output,
+Chunks are read with pyarrow, scored by the two halves of :meth:`VAEDetector.score_frame`
+(the function the HTTP service uses: validation and encoding in the reader thread, the
+network in parallel workers) and appended to a temporary file beside the output, renamed
+into place only when the whole input has been scored: a killed job leaves no partial output,
 and a re-run writes the same bytes. Rows that cannot be scored go to ``OUT.rejects.csv``
 with their line number and the reason; none is dropped silently.
 """

@@ -8,11 +8,18 @@ rows (``z_k = mu + sigma * eps_k``), so a row's score does not depend on which o
 rows are in the batch. Rows are scored (float32, summed in float64) in chunks of one
 fixed shape, ``CHUNK_ROWS`` rows followed by padding: BLAS chooses its GEMM kernels by
 matrix shape (MKL rounds a row differently when the batch has 1 to 3 rows than when it
-has more), so one shape gives every row the same arithmetic. Every reduction (over
-draws, features or latent dimensions) is a sequence of elementwise operations:
-vectorised reduction kernels round differently depending on where a row sits in
-memory, elementwise IEEE operations do not. A row therefore gets bit-identical results
-alone, in any batch, at any position, or on a Spark executor (on the same CPU type).
+has more), so one shape gives every row the same arithmetic. Chunks are stacked in
+groups and multiplied with one batched call (``baddbmm``), one fixed-shape product per
+chunk, so large batches cost few Python-level operations. Everything else is
+elementwise on the stacked tensors, which torch splits between threads at places that
+move with the tensor's size and the thread count; so only operations that round the
+same in vector and scalar code are used: ``+ - * /``, ``exp``, ``log``, ``log1p``,
+``log_softmax``, and the activations built from them (:class:`fraudvae.model.SiLU`).
+Every reduction (over draws, features or latent dimensions) is a sequence of
+elementwise operations: vectorised reduction kernels round differently depending on
+where a row sits in memory. A row therefore gets bit-identical results alone, in any
+batch, at any position, with any number of threads, or on a Spark executor (on the
+same CPU type).
 """
 
 from __future__ import annotations
