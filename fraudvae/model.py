@@ -13,6 +13,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 __all__ = ["DecoderOutput", "Inputs", "TabularVAE"]
 
@@ -44,6 +45,8 @@ class DecoderOutput:
 
 def softplus(x: torch.Tensor) -> torch.Tensor:
     """``log(1 + exp(x))`` from ``exp`` and ``log1p`` (see :class:`SiLU`); linear above 20 like torch's."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return F.softplus(x)  # training, as in SiLU
     return torch.where(x > 20.0, x, torch.log1p(torch.exp(x.clamp(max=20.0))))
 
 
@@ -60,17 +63,17 @@ class SiLU(nn.Module):
     scalar tail, and where that tail falls depends on the tensor's size and on how the
     work is split between threads: a row's score would then depend on its batch.
     ``exp``, ``log`` and ``log1p`` give the same bits on both paths, and ``+ - * /``
-    are exactly rounded, so these compositions are position-independent. (The same
-    function mathematically: a model trained with ``nn.SiLU`` loads unchanged.)
+    are exactly rounded, so these compositions are position-independent. Training keeps
+    the fused kernel: both are the same function to within one unit in the last place.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The clamp keeps exp finite (float32 overflows past exp(88)), so gradients stay
-        # finite too; below -80 the activation is 0 to float32 precision either way.
         if torch.is_grad_enabled() and x.requires_grad:
-            return x / (1.0 + torch.exp(-x.clamp(min=-80.0)))
-        # Scoring, without gradients: one buffer, and no clamp (an infinite exp(-x) gives
-        # x / inf = -0, the activation's value to float32 precision).
+            # Training: torch's fused kernel (one pass, and the networks trained before
+            # this class existed are reproduced exactly); position does not matter there.
+            return F.silu(x)
+        # Scoring, without gradients: four passes in one buffer (an infinite exp(-x)
+        # gives x / inf = -0, the activation's value to float32 precision).
         t = torch.neg(x).exp_().add_(1.0)
         return torch.div(x, t, out=t)
 

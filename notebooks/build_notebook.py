@@ -92,9 +92,13 @@ plt.legend(); plt.title("Latent space (posterior means)");"""),
     ("md", """## 3. Reconstruction error and ELBO
 
 fraudvae scores a row three ways: `reconstruction` (negative log-likelihood at the posterior
-mean), `elbo` (negative ELBO: expected reconstruction under `q` plus KL), and `iwae` (an
-importance-weighted, tighter bound on `-log p(x)`). Each splits into per-feature terms that sum
-to the score: the last column is the KL (latent) term."""),
+mean), `elbo` (negative ELBO: reconstruction plus the KL term), and `iwae` (an
+importance-weighted, tighter bound on `-log p(x)`, from 16 draws of `z`). The ELBO's
+reconstruction term is an expectation under `q`; by default fraudvae evaluates it at the
+posterior mean (one decoder pass), and `n_score_samples=K` averages it over K draws instead:
+on the shared benchmark both rank rows equally well, and the mean costs 17 times less. Each
+score splits into per-feature terms that sum to the score: the last column is the KL (latent)
+term."""),
     ("code", """parts = vae.feature_contributions(X_test.iloc[:5], scoring="elbo")
 print("rows sum to the score:", np.allclose(parts.sum(axis=1), vae.anomaly_score(X_test.iloc[:5], scoring="elbo")))
 scores = {m: vae.anomaly_score(X_test, scoring=m) for m in ("reconstruction", "elbo", "iwae")}
