@@ -263,7 +263,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             raise ConfigurationError(f"latent_dim={self.latent_dim!r} is invalid; expected a positive integer or None.")
         if self.n_score_samples is not None and self.n_score_samples < 0:
             raise ConfigurationError(
-                f"n_score_samples={self.n_score_samples!r} is invalid; expected None (the default) or 0 or more."
+                f"n_score_samples={self.n_score_samples!r} is invalid; expected 0 or more draws, or None (the default)."
             )
         if self.scoring == "iwae" and self.n_score_samples == 0:
             raise ConfigurationError(

@@ -136,17 +136,19 @@ def test_rerun_writes_the_same_bytes(model_dir: Path, transactions_csv: Path, tm
 
 def test_killed_job_leaves_no_partial_output(model_dir: Path, tmp_path: Path) -> None:
     src = tmp_path / "big.csv"
-    make_transactions(60_000, random_state=2).to_csv(src, index=False)
+    rows = make_transactions(60_000, random_state=2)
+    pd.concat([rows] * 5, ignore_index=True).to_csv(src, index=False)  # 300k rows: several seconds
     out = tmp_path / "out.csv"
     proc = subprocess.Popen(
         score_command(model_dir, src, out, "--chunk-rows", "2000", "--quiet"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any(p.name.endswith(".part") for p in tmp_path.iterdir()):
-        time.sleep(0.05)
-    time.sleep(1.0)
+        time.sleep(0.02)
+    time.sleep(0.2)  # the first chunks are written (the whole job takes seconds)
     assert proc.poll() is None, "the job finished before it could be killed; make the input larger"
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
