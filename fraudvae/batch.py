@@ -26,15 +26,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import torch
 
 from fraudvae.detector import ScoreResult, VAEDetector
 from fraudvae.exceptions import ConfigurationError, DataFileError
-from fraudvae.io import atomic_path, file_format
+from fraudvae.io import (
+    MalformedLines,
+    atomic_path,
+    check_header,
+    csv_header,
+    csv_options,
+    file_format,
+    line_numbers,
+    typed_frame,
+)
 from fraudvae.schema import Schema
+from fraudvae.textparse import printable
 
 __all__ = ["BatchSummary", "result_columns", "run_batch", "score_file"]
 
@@ -68,21 +77,40 @@ class BatchSummary:
 _CODECS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
 
 
-def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Iterator[tuple[pd.DataFrame, int, float]]:
-    """Yield (frame, first line number, share of the input read) per chunk.
+@dataclass
+class Chunk:
+    """A chunk of input rows, the line number of each, and the malformed lines met reading it."""
 
-    CSV line numbers count the header as line 1 (a Parquet "line" is the row number
-    from 1). The share read drives the progress bar's ETA: rows for Parquet, bytes of
-    the (possibly compressed) file for CSV.
+    frame: pd.DataFrame
+    lines: np.ndarray
+    share_read: float
+    malformed: list[tuple[int, str]]
+
+
+#: Arrow's CSV block: one line (one record) must fit in it.
+CSV_BLOCK = 1 << 20
+
+
+def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Iterator[Chunk]:
+    """Yield the input in chunks of ``chunk_rows`` rows.
+
+    CSV line numbers count the header as line 1 and skip nothing: a line with the wrong
+    number of fields is reported in ``malformed`` (to be rejected), and the rows after it
+    keep their true line numbers. A Parquet "line" is the row number from 1. The share
+    read drives the progress bar's ETA: rows for Parquet, bytes of the (possibly
+    compressed) file for CSV.
     """
     needed = list(dict.fromkeys([*schema.names, *keep]))
+    kinds = {c.name: c.kind for c in schema.columns}
     if file_format(path) == "parquet":
         try:
             # pre_buffer=False: the pre-buffer cache keeps every row group read until the
             # file is closed, so memory would grow with the file.
             parquet = pq.ParquetFile(path, pre_buffer=False)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise DataFileError(f"Cannot read {str(path)!r} as Parquet: {str(exc).splitlines()[0]}") from exc
+            raise DataFileError(
+                f"Cannot read {str(path)!r} as Parquet: {printable(str(exc).splitlines()[0], 200)}"
+            ) from exc
         missing = [c for c in needed if c not in parquet.schema_arrow.names]
         if missing:
             raise DataFileError(f"{str(path)!r} lacks column(s) {missing}; the model needs {schema.names}.")
@@ -90,26 +118,42 @@ def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Ite
         line = 1
         # Row group by row group: a dataset scan reads 16 batches ahead.
         for batch in parquet.iter_batches(batch_size=chunk_rows, columns=needed):
-            yield batch.to_pandas(), line, (line - 1 + batch.num_rows) / total
+            # Binary columns (bytes that may not be UTF-8) go through the same decoding as CSV.
+            frame = typed_frame(pa.Table.from_batches([batch]), kinds)
+            yield Chunk(frame, np.arange(line, line + batch.num_rows), (line - 1 + batch.num_rows) / total, [])
             line += batch.num_rows
         return
-    parse = pacsv.ParseOptions(delimiter="\t" if path.name.lower().endswith(".tsv") else ",")
+    malformed = MalformedLines()
+    read, parse, _ = csv_options(path.name, None, 1 << 16, malformed)
     try:
-        header = pacsv.open_csv(
-            path, read_options=pacsv.ReadOptions(block_size=1 << 16), parse_options=parse
-        ).schema.names
+        header = csv_header(str(path), read, parse, repr(str(path)))
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataFileError(f"Cannot read {str(path)!r} as CSV: {str(exc).splitlines()[0]}") from exc
+        raise DataFileError(f"Cannot read {str(path)!r} as CSV: {printable(str(exc).splitlines()[0], 200)}") from exc
+    check_header(header, f"The header of {str(path)!r}")
     missing = [c for c in needed if c not in header]
     if missing:
         raise DataFileError(f"{str(path)!r} lacks column(s) {missing}; the model needs {schema.names}.")
-    # Every column as text: one unparseable value must reject its row, not the whole block.
-    convert = pacsv.ConvertOptions(
-        column_types={c: pa.string() for c in header}, include_columns=needed, strings_can_be_null=True
-    )
-    line = 2
+    malformed = MalformedLines()
+    read, parse, convert = csv_options(path.name, header, CSV_BLOCK, malformed)
+    convert.include_columns = needed
+    rows_done = 0  # data rows yielded so far
+    reported = 0  # malformed lines yielded so far
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
+
+    def chunk(table: pa.Table, share: float) -> Chunk:
+        nonlocal rows_done, reported
+        lines = line_numbers(rows_done, table.num_rows, malformed.lines)
+        rows_done += table.num_rows
+        last = int(lines[-1]) if len(lines) else 1 << 62
+        new = [
+            (ln, why)
+            for ln, why in zip(malformed.lines[reported:], malformed.reasons[reported:], strict=True)
+            if ln < last or share >= 1.0
+        ]
+        reported += len(new)
+        return Chunk(typed_frame(table, kinds), lines, share, new)
+
     # The raw file is opened here (not by pyarrow from the path) so that its position
     # tells how much of a compressed file has been read.
     raw = pa.OSFile(str(path))
@@ -118,55 +162,31 @@ def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Ite
     source = pa.CompressedInputStream(raw, codec) if codec else raw
     try:
         # Opening parses the first block already, so it belongs inside the ``try``.
-        reader = pacsv.open_csv(
-            source,
-            read_options=pacsv.ReadOptions(block_size=1 << 20, use_threads=False),
-            parse_options=parse,
-            convert_options=convert,
-        )
+        reader = pacsv.open_csv(source, read_options=read, parse_options=parse, convert_options=convert)
         for batch in reader:
             pending.append(batch)
             pending_rows += batch.num_rows
             if pending_rows >= chunk_rows:
                 table = pa.Table.from_batches(pending)
                 for start in range(0, table.num_rows - chunk_rows + 1, chunk_rows):
-                    yield _typed(table.slice(start, chunk_rows), schema), line, raw.tell() / size
-                    line += chunk_rows
+                    yield chunk(table.slice(start, chunk_rows), raw.tell() / size)
                 rest = table.num_rows % chunk_rows
                 pending = table.slice(table.num_rows - rest).to_batches() if rest else []
                 pending_rows = rest
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataFileError(f"Cannot read {str(path)!r} near line {line}: {str(exc).splitlines()[0]}") from exc
+        near = int(line_numbers(rows_done + pending_rows, 1, malformed.lines)[0])
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "straddling" in text:
+            text = (
+                f"a line is longer than the {CSV_BLOCK >> 20} MiB read block (expected transaction rows "
+                "shorter than that; look for a missing closing quote or an oversized value)"
+            )
+        raise DataFileError(f"Cannot read {str(path)!r} near line {near}: {printable(text, 300)}") from exc
     finally:
         source.close()
         raw.close()
-    if pending_rows:
-        yield _typed(pa.Table.from_batches(pending), schema), line, 1.0
-
-
-def _typed(table: pa.Table, schema: Schema) -> pd.DataFrame:
-    """Text columns to pandas, numeric ones cast by arrow when every value parses (the fast path).
-
-    A column with an unparseable value stays text; ``Schema.validate_frame`` then names
-    the bad rows.
-    """
-    columns: dict[str, Any] = {}
-    kinds = {c.name: c.kind for c in schema.columns}
-    for name in table.column_names:
-        col = table.column(name)
-        if kinds.get(name) in ("numeric", "binary"):
-            # Numbers, or booleans as CSV files write them (true/false, any case): arrow
-            # reads both as ``Schema.validate_frame`` would, without a Python loop.
-            for target in (pa.float64(), pa.bool_()):
-                try:
-                    columns[name] = pc.cast(pc.cast(col, target), pa.float64()).to_numpy(zero_copy_only=False)
-                    break
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    pass
-            if name in columns:
-                continue
-        columns[name] = col.to_pandas()
-    return pd.DataFrame(columns)
+    if pending_rows or len(malformed) > reported:
+        yield chunk(pa.Table.from_batches(pending, schema=reader.schema), 1.0)
 
 
 _DONE = object()
@@ -309,26 +329,27 @@ def score_file(
     summary = BatchSummary()
     bar = _progress(src) if progress else None
 
-    def emit(frame: pd.DataFrame, first_line: int, share_read: float, result: ScoreResult) -> None:
+    def emit(part: Chunk, result: ScoreResult) -> None:
+        frame = part.frame
         positions = result.row_positions if result.row_positions is not None else np.arange(len(frame))
         kept = {c: frame[c].to_numpy()[positions] for c in keep}
         out.write(pa.table({**kept, **result_columns(result, explain_top_k)}))
-        if result.rejected:
-            bad = sorted(result.rejected)
+        bad = sorted([(int(part.lines[r]), _reason(result.rejected[r])) for r in result.rejected] + part.malformed)
+        if bad:
             rejects.write(
                 pa.table(
                     {
-                        "line": pa.array([first_line + r for r in bad], pa.int64()),
-                        "reason": [_reason(result.rejected[r]) for r in bad],
+                        "line": pa.array([ln for ln, _ in bad], pa.int64()),
+                        "reason": pa.array([why for _, why in bad], pa.string()),
                     }
                 )
             )
-        summary.rows_read += len(frame)
+        summary.rows_read += len(frame) + len(part.malformed)
         summary.rows_scored += len(result)
         summary.rows_flagged += int(np.sum(result.is_anomaly))
-        summary.rows_rejected += len(result.rejected)
+        summary.rows_rejected += len(result.rejected) + len(part.malformed)
         if bar is not None:
-            _advance(bar, len(frame), share_read)
+            _advance(bar, len(frame), part.share_read)
 
     # The two halves of ``score_frame`` in a pipeline: the reader thread parses,
     # validates and encodes (arrow and pandas) while ``workers`` threads score earlier
@@ -338,22 +359,21 @@ def score_file(
     threads = torch.get_num_threads()
     workers = max(1, min(threads, _MAX_WORKERS))
     prepared = (
-        (frame, det._prepare_rows(frame, "collect", warn_extra=False), first_line, share_read)
-        for frame, first_line, share_read in _chunks(src, det.schema_, keep, chunk_rows)
+        (part, det._prepare_rows(part.frame, "collect", warn_extra=False))
+        for part in _chunks(src, det.schema_, keep, chunk_rows)
     )
     try:
         torch.set_num_threads(1)
         with ThreadPoolExecutor(workers, "fraudvae-score", torch.set_num_threads, (1,)) as pool:
-            in_flight: deque[tuple[pd.DataFrame, int, float, Future[ScoreResult]]] = deque()
-            for frame, rows, first_line, share_read in _prefetched(prepared):
-                scored = pool.submit(det._score_rows, rows, None, False, explain_top_k)
-                in_flight.append((frame, first_line, share_read, scored))
+            in_flight: deque[tuple[Chunk, Future[ScoreResult]]] = deque()
+            for part, rows in _prefetched(prepared):
+                in_flight.append((part, pool.submit(det._score_rows, rows, None, False, explain_top_k)))
                 if len(in_flight) >= workers:  # written in input order
-                    frame, first_line, share_read, scored = in_flight.popleft()
-                    emit(frame, first_line, share_read, scored.result())
+                    part, scored = in_flight.popleft()
+                    emit(part, scored.result())
             while in_flight:
-                frame, first_line, share_read, scored = in_flight.popleft()
-                emit(frame, first_line, share_read, scored.result())
+                part, scored = in_flight.popleft()
+                emit(part, scored.result())
     except BaseException:
         out.discard()
         rejects.discard()

@@ -7,6 +7,7 @@ exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import warnings
@@ -81,6 +82,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             time_column=args.time_column,
             drop_columns=_split_list(args.drop_columns),
             target_fpr=args.target_fpr,
+            target_precision=args.target_precision,
+            target_recall=args.target_recall,
             compare=not args.no_compare,
             on_epoch=progress,
             log=_say(args.quiet),
@@ -108,7 +111,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _describe_goal(cal: dict[str, Any]) -> str:
     r = cal["realized"]
-    parts = [f"target {k}={v}" for k, v in cal["goal"].items() if k.startswith("target")]
+    names = {"target_fpr": "false-positive rate", "target_precision": "precision", "target_recall": "recall"}
+    parts = [f"target {names.get(k, k)} {v}" for k, v in cal["goal"].items() if k.startswith("target")]
+    if cal["goal"].get("objective") == "best_f1":
+        parts.append("best F1 on the calibration rows")
     parts.append(f"realized FPR {r['false_positive_rate']:.4f} on {r['n_normal']} held-out normal rows")
     if "precision" in r:
         parts.append(f"precision {r['precision']:.3f}, recall {r['recall']:.3f}")
@@ -119,7 +125,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from fraudvae.workflows import evaluate_file
 
     result = evaluate_file(
-        args.model, args.data, args.label_column, args.out, normal_value=args.normal_value, all_rows=args.all_rows
+        args.model,
+        args.data,
+        args.label_column,
+        args.out,
+        normal_value=args.normal_value,
+        all_rows=args.all_rows,
+        keep_columns=_split_list(args.keep_columns) if args.keep_columns is not None else None,
     )
     m = result.metrics
     at = m["at_threshold"]
@@ -155,6 +167,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return run_server(args)
 
 
+def _share(option: str) -> Callable[[str], float]:
+    """An argparse type: a number strictly between 0 and 1, refused in one line otherwise."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0.0 < value < 1.0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a share; expected a number between 0 and 1, e.g. 0.01")
+        return value
+
+    parse.__name__ = option
+    return parse
+
+
 def _split_list(text: str | None) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()] if text else []
 
@@ -185,8 +213,21 @@ def build_parser() -> argparse.ArgumentParser:
         "test on the newest 20%% (default: a random stratified split)",
     )
     p.add_argument("--drop-columns", help="comma-separated columns to leave out of the features (ids, free text)")
-    p.add_argument(
-        "--target-fpr", type=float, default=0.01, help="false-positive rate the threshold is set to (default 0.01)"
+    goal = p.add_mutually_exclusive_group()
+    goal.add_argument(
+        "--target-fpr",
+        type=_share("--target-fpr"),
+        help="false-positive rate the threshold is set to (default 0.01; needs only normal rows)",
+    )
+    goal.add_argument(
+        "--target-precision",
+        type=_share("--target-precision"),
+        help="precision the threshold is set to on the calibration split (needs --label-column)",
+    )
+    goal.add_argument(
+        "--target-recall",
+        type=_share("--target-recall"),
+        help="recall the threshold is set to on the calibration split (needs --label-column)",
     )
     p.add_argument("--kind", choices=["vae", "ae", "dae", "ppca"], default="vae", help="model family (default vae)")
     p.add_argument("--scoring", choices=["elbo", "reconstruction", "iwae"], help="default score (default elbo)")
@@ -217,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="report directory to write")
     p.add_argument("--all-rows", action="store_true", help="score every row even if this is the training file")
+    p.add_argument(
+        "--keep-columns",
+        help="comma-separated input columns (ids) copied into scores.csv and the report's top rows, to join "
+        "results back (default: the columns training dropped, such as an id, when present)",
+    )
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
@@ -277,8 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():
-            # Library warnings (ignored columns, label-like names) become one readable line each.
+            # Library warnings (ignored columns, label-like names) become one readable line
+            # each, printed once even when several detectors (the comparison) meet them.
             warnings.simplefilter("always")
+            _shown.clear()
             warnings.showwarning = _show_warning  # type: ignore[assignment]
             return int(args.func(args))
     except FraudVAEError as exc:
@@ -300,7 +348,14 @@ def _show_warning(
     file: Any = None,
     line: str | None = None,
 ) -> None:
-    print(f"fraudvae: warning: {message}", file=sys.stderr)
+    text = str(message)
+    if text in _shown:
+        return
+    _shown.add(text)
+    print(f"fraudvae: warning: {text}", file=sys.stderr)
+
+
+_shown: set[str] = set()
 
 
 if __name__ == "__main__":

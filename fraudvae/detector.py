@@ -131,9 +131,15 @@ class ScoreResult:
         return out
 
 
+#: Longest text echoed in an explanation (a category value); longer is cut, marked with "...".
+MAX_ECHO_CHARS = 200
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, np.generic):
         v = v.item()
+    if isinstance(v, str) and len(v) > MAX_ECHO_CHARS:
+        return v[: MAX_ECHO_CHARS - 3] + "..."
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, pd.Timestamp):

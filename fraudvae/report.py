@@ -96,17 +96,22 @@ def _plots(y: np.ndarray, result: ScoreResult, metrics: dict[str, Any]) -> dict[
     ax.legend(fontsize=8, markerscale=2)
     out["latent_space"] = _png(fig)
 
+    # The same measure and ranking as the "top flagged rows" table: the attribution
+    # (score drop when the feature alone is made typical) of each row's ranked features.
     top = np.argsort(-s, kind="stable")[:15]
-    excess = result.excess[top, :-1]
-    feature_order = np.argsort(-excess.clip(min=0).mean(axis=0))[:12]
+    attribution = np.zeros((len(top), len(result.feature_names)))
+    if result.ranking is not None and result.drops is not None:
+        for r, i in enumerate(top):
+            attribution[r, result.ranking[i]] = result.drops[i]
+    feature_order = np.argsort(-attribution.clip(min=0).mean(axis=0), kind="stable")[:12]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    im = ax.imshow(excess[:, feature_order].clip(min=0), aspect="auto", cmap="Reds")
+    im = ax.imshow(attribution[:, feature_order].clip(min=0), aspect="auto", cmap="Reds")
     ax.set_xticks(
         range(len(feature_order)), [result.feature_names[j] for j in feature_order], rotation=60, ha="right", fontsize=8
     )
     ax.set_yticks(range(len(top)), [f"row {i} ({'fraud' if y[i] else 'normal'})" for i in top], fontsize=7)
-    ax.set_title("Per-feature contribution above normal, top 15 scored rows")
-    fig.colorbar(im, ax=ax, label="nats above the normal median")
+    ax.set_title("Attribution of each row's top features, top 15 scored rows")
+    fig.colorbar(im, ax=ax, label="score drop when the feature alone is made typical (nats)")
     out["top_contributions"] = _png(fig)
     return out
 
@@ -144,8 +149,10 @@ th{background:#f3f5f8}td:first-child,th:first-child{text-align:left}.grid{displa
 <img src="{{ plots.roc_curve }}" alt="ROC curve with the operating point">
 <img src="{{ plots.score_histogram }}" alt="Score histograms of normal and fraud rows with the threshold">
 <img src="{{ plots.latent_space }}" alt="Two-dimensional view of the latent space coloured by label">
-<img src="{{ plots.top_contributions }}" alt="Per-feature contributions of the top flagged rows">
+<img src="{{ plots.top_contributions }}" alt="Attribution of the top features of the top flagged rows">
 </div>
+<p class="muted">Features are ranked by <b>attribution</b> everywhere in this report (the heatmap and the table
+below): how much a row's score falls when that feature alone is set to what the model expected.</p>
 
 <h2>What the VAE buys: the same split, other detectors</h2>
 {% if comparison %}
@@ -155,9 +162,9 @@ th{background:#f3f5f8}td:first-child,th:first-child{text-align:left}.grid{displa
 {% else %}<p class="muted">{{ comparison_note }}</p>{% endif %}
 
 <h2>Top flagged rows and why</h2>
-<table><tr><th>row</th><th>label</th><th>score</th><th>p-value</th><th>top features (value, expected)</th></tr>
-{% for r in top_rows %}<tr><td>{{ r.row }}</td><td>{{ 'fraud' if r.label else 'normal' }}</td><td>{{ '%.4g'|format(r.score) }}</td>
-<td>{{ '%.2g'|format(r.p_value) }}</td><td style="text-align:left">{% for f in r.features %}<b>{{ f.feature }}</b> = {{ f.value }} (expected {{ f.expected }}){% if not loop.last %}; {% endif %}{% endfor %}</td></tr>{% endfor %}
+<table><tr><th>row</th>{% for k in key_columns %}<th>{{ k }}</th>{% endfor %}<th>label</th><th>score</th><th>p-value</th><th>top features by attribution (value, expected, attribution)</th></tr>
+{% for r in top_rows %}<tr><td>{{ r.row }}</td>{% for k in key_columns %}<td>{{ r.keys[k] }}</td>{% endfor %}<td>{{ 'fraud' if r.label else 'normal' }}</td><td>{{ '%.4g'|format(r.score) }}</td>
+<td>{{ '%.2g'|format(r.p_value) }}</td><td style="text-align:left">{% for f in r.features %}<b>{{ f.feature }}</b> = {{ f.value }} (expected {{ f.expected }}, {{ '%.3g'|format(f.attribution) }}){% if not loop.last %}; {% endif %}{% endfor %}</td></tr>{% endfor %}
 </table>
 </body></html>
 """
@@ -165,6 +172,10 @@ th{background:#f3f5f8}td:first-child,th:first-child{text-align:left}.grid{displa
 
 def _fmt(v: Any) -> str:
     return "n/a" if v is None else f"{v:.3f}"
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _short(v: Any) -> str:
@@ -182,8 +193,14 @@ def write_report(
     meta: dict[str, Any],
     comparison: list[dict[str, Any]] | None,
     comparison_note: str,
+    keys: pd.DataFrame | None = None,
 ) -> Path:
-    """Write ``report.json``, ``report.html`` and ``scores.csv`` into ``out_dir`` (each atomically)."""
+    """Write ``report.json``, ``report.html`` and ``scores.csv`` into ``out_dir`` (each atomically).
+
+    ``keys`` (one row per scored row, e.g. a transaction id) is copied into ``scores.csv``
+    and the top-rows table, so results can be joined back to the input.
+    """
+    keys = keys.reset_index(drop=True) if keys is not None else pd.DataFrame(index=range(len(y)))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     top = np.argsort(-result.anomaly_score, kind="stable")[:20]
@@ -191,6 +208,7 @@ def write_report(
     top_rows = [
         {
             "row": int(i),
+            "keys": {str(k): _short(_plain(keys[k].iloc[i])) for k in keys.columns},
             "label": int(y[i]),
             "score": float(result.anomaly_score[i]),
             "p_value": float(result.p_value[i]),
@@ -207,12 +225,14 @@ def write_report(
         comparison=comparison,
         comparison_note=comparison_note,
         top_rows=top_rows,
+        key_columns=[str(k) for k in keys.columns],
         fmt=_fmt,
         **{k: meta.get(k, "") for k in ("model_dir", "version", "kind", "scoring", "data", "note")},
     )
     scores = pd.DataFrame(
         {
             "row": np.arange(len(y)),
+            **{str(k): keys[k].to_numpy() for k in keys.columns},
             "label": y.astype(int),
             "anomaly_score": result.anomaly_score,
             "is_anomaly": result.is_anomaly,

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from fraudvae.exceptions import ColumnProblem, ConfigurationError, DataError, DataWarning, SchemaError
+from fraudvae.textparse import invalid_text_mask, parse_numbers, printable
 
 __all__ = ["KINDS", "ColumnSpec", "Schema", "ValidationResult", "infer_schema"]
 
@@ -48,9 +49,7 @@ _LABEL_LIKE = {
 DATETIME_PARTS: tuple[tuple[str, Kind], ...] = (("hour", "numeric"), ("dayofweek", "categorical"))
 
 
-def _describe(value: Any) -> str:
-    text = repr(value.item() if isinstance(value, np.generic) else value)
-    return text if len(text) <= 60 else text[:57] + "..."
+_describe = printable
 
 
 @dataclass(frozen=True)
@@ -209,13 +208,13 @@ def _normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple
             num = col.to_numpy(dtype=np.float64, na_value=np.nan)
             unparsable = np.zeros(len(col), dtype=bool)
         else:
-            obj = col.astype(object).map(_bool_as_number)
-            num = pd.to_numeric(obj, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            unparsable = np.isnan(num) & ~isna
+            num, unparsable = parse_numbers(raw)
         for i in np.flatnonzero(unparsable):
             problems.append((int(i), ColumnProblem(spec.name, _describe(raw[i]), spec.expected, int(i))))
         for i in np.flatnonzero(np.isinf(num)):
-            problems.append((int(i), ColumnProblem(spec.name, _describe(num[i]), spec.expected, int(i))))
+            # Echo what was sent (text beyond float's range, say), not the "inf" it became.
+            found = _describe(raw[i]) + (" (beyond the float64 range)" if isinstance(raw[i], str) else "")
+            problems.append((int(i), ColumnProblem(spec.name, found, spec.expected, int(i))))
         if not spec.nullable:
             for i in np.flatnonzero(isna):
                 problems.append((int(i), ColumnProblem(spec.name, "a missing value", spec.expected, int(i))))
@@ -231,12 +230,25 @@ def _normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple
             values[isna] = None
         else:
             values = np.array([None if m else _category_key(v) for v, m in zip(raw, isna, strict=True)], dtype=object)
+        for i in np.flatnonzero(invalid_text_mask(values)):
+            # A lone surrogate (JSON "\ud800", undecodable file bytes) cannot be written back out.
+            found = f"text that is not valid UTF-8 ({_describe(values[i])})"
+            problems.append((int(i), ColumnProblem(spec.name, found, spec.expected, int(i))))
+            values[i] = None
         if not spec.nullable:
             for i in np.flatnonzero(isna):
                 problems.append((int(i), ColumnProblem(spec.name, "a missing value", spec.expected, int(i))))
         return values, problems
     # datetime
-    parsed = pd.to_datetime(col, errors="coerce", utc=True, format="mixed") if col.dtype == object else col
+    if col.dtype == object:
+        # No date-time is longer than 64 characters; longer text (or text with a lone
+        # surrogate) is refused before a date parser sees it.
+        text = np.array([isinstance(v, str) for v in raw], dtype=bool)
+        too_long = text & (col.astype(str).str.len().to_numpy() > 64)
+        hostile = too_long | (text & invalid_text_mask(raw))
+        parsed = pd.to_datetime(col.mask(hostile), errors="coerce", utc=True, format="mixed")
+    else:
+        parsed = col
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     elif not pd.api.types.is_datetime64_any_dtype(parsed.dtype):
@@ -248,18 +260,6 @@ def _normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple
         for i in np.flatnonzero(isna):
             problems.append((int(i), ColumnProblem(spec.name, "a missing value", spec.expected, int(i))))
     return parsed.to_numpy(dtype="datetime64[ns]"), problems
-
-
-_BOOL_TEXT = {"true": 1.0, "false": 0.0}
-
-
-def _bool_as_number(value: Any) -> Any:
-    """True/False (also as text, as CSV files hold them) are 1/0."""
-    if isinstance(value, bool | np.bool_):
-        return float(value)
-    if isinstance(value, str) and value.strip().lower() in _BOOL_TEXT:
-        return _BOOL_TEXT[value.strip().lower()]
-    return value
 
 
 def _category_key(value: Any) -> str:
@@ -334,8 +334,7 @@ def infer_schema(frame: pd.DataFrame, column_types: Mapping[str, str] | None = N
 def _to_float(col: pd.Series, name: str) -> np.ndarray:
     if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
         return col.to_numpy(dtype=np.float64, na_value=np.nan)
-    num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = np.isnan(num) & ~pd.isna(col).to_numpy()
+    num, bad = parse_numbers(col.to_numpy(dtype=object))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(
@@ -359,7 +358,7 @@ def _guess_kind(col: pd.Series) -> Kind:
         values = col.dropna().unique()
         return "binary" if len(values) == 2 and not col.isna().any() else "numeric"
     nonnull = col.dropna()
-    if len(nonnull) and pd.to_numeric(nonnull.astype(object), errors="coerce").notna().all():
+    if len(nonnull) and not parse_numbers(nonnull.to_numpy(dtype=object))[1].any():
         return "numeric"
     if len(nonnull) and _looks_like_datetimes(nonnull):
         return "datetime"
@@ -369,7 +368,9 @@ def _guess_kind(col: pd.Series) -> Kind:
 def _looks_like_datetimes(values: pd.Series) -> bool:
     """ISO 8601 date-time strings (what CSV files hold after a round trip) are datetimes."""
     sample = values.astype(str).iloc[:200]
-    if not sample.str.match(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?").all():
+    if (sample.str.len() > 64).any() or not sample.str.match(
+        r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?"
+    ).all():
         return False
     return bool(pd.to_datetime(sample, errors="coerce", format="ISO8601").notna().all())
 
@@ -380,7 +381,8 @@ def check_training_frame(frame: pd.DataFrame, schema: Schema) -> None:
     if label_like:
         warnings.warn(
             f"Column(s) {label_like} look like a label, not a feature. The detector learns from "
-            f"every column it is given; drop them with X.drop(columns={label_like}) if they are labels.",
+            f"every column it is given; if they are labels, pass --label-column (fraudvae train) or drop them "
+            f"(X.drop(columns={label_like}) in Python).",
             DataWarning,
             stacklevel=3,
         )
@@ -396,8 +398,9 @@ def check_training_frame(frame: pd.DataFrame, schema: Schema) -> None:
     if id_like:
         warnings.warn(
             f"Column(s) {id_like} hold a different value in every row, like an identifier. An identifier "
-            "carries no pattern to learn and adds noise to every score; drop it before fitting "
-            f"(X.drop(columns={id_like})) and keep it only to join results back.",
+            "carries no pattern to learn and adds noise to every score; leave it out of the features "
+            f"(--drop-columns {','.join(map(str, id_like))} with fraudvae train, X.drop(columns={id_like}) in "
+            "Python) and keep it only to join results back (--keep-columns).",
             DataWarning,
             stacklevel=3,
         )

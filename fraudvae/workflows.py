@@ -25,7 +25,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from fraudvae._version import __version__
 from fraudvae.detector import VAEDetector
 from fraudvae.evaluation import evaluate_scores, one_hot_baseline
-from fraudvae.exceptions import DataFileError, InsufficientDataError
+from fraudvae.exceptions import ConfigurationError, DataFileError, InsufficientDataError
 from fraudvae.io import read_table
 from fraudvae.report import write_report
 from fraudvae.training import EpochLog
@@ -177,13 +177,32 @@ def train_file(
     normal_value: str | None = None,
     time_column: str | None = None,
     drop_columns: list[str] | None = None,
-    target_fpr: float = 0.01,
+    target_fpr: float | None = None,
+    target_precision: float | None = None,
+    target_recall: float | None = None,
     compare: bool = True,
     on_epoch: Callable[[EpochLog], None] | None = None,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     **params: Any,
 ) -> TrainResult:
-    """Fit a detector on a file and save it with its training summary. See the module docstring."""
+    """Fit a detector on a file and save it with its training summary. See the module docstring.
+
+    The threshold meets ``target_fpr`` (default 0.01), or, with a label column,
+    ``target_precision`` or ``target_recall`` on the calibration split (at most one).
+    """
+    goals = {"target_fpr": target_fpr, "target_precision": target_precision, "target_recall": target_recall}
+    given = {k: v for k, v in goals.items() if v is not None}
+    if len(given) > 1:
+        raise ConfigurationError(
+            f"Give at most one threshold target; got {', '.join('--' + k.replace('_', '-') for k in given)}."
+        )
+    if not label_column and set(given) - {"target_fpr"}:
+        raise ConfigurationError(
+            f"--{next(iter(given)).replace('_', '-')} needs labels to measure; pass --label-column, "
+            "or use --target-fpr (which needs only normal rows)."
+        )
+    if not given:
+        target_fpr = 0.01
     frame = read_table(data)
     if len(frame) == 0:
         raise InsufficientDataError(f"{str(data)!r} has no rows; expected normal transactions to learn from.")
@@ -195,7 +214,7 @@ def train_file(
     y = labels_from(frame, label_column, normal_value) if label_column else None
     X = _features(frame, label_column, drop)
     seed = int(params.get("random_state") or 0)
-    params = {**params, "random_state": seed, "target_fpr": target_fpr}
+    params = {**params, "random_state": seed, "target_fpr": target_fpr if target_fpr is not None else 0.01}
     summary: dict[str, Any] = {
         "fraudvae": __version__,
         "data": str(data),
@@ -230,7 +249,7 @@ def train_file(
     det = VAEDetector(**params).fit(X_fit, epoch_callback=on_epoch)
     fit_s = time.perf_counter() - started
     X_cal, y_cal = X.iloc[cal_idx].reset_index(drop=True), y[cal_idx]
-    det.calibrate(X_cal, y_cal, target_fpr=target_fpr)
+    det.calibrate(X_cal, y_cal, target_fpr=target_fpr, target_precision=target_precision, target_recall=target_recall)
     summary.update(
         split={
             "method": "time" if time_column else "random",
@@ -274,8 +293,13 @@ def evaluate_file(
     *,
     normal_value: str | None = None,
     all_rows: bool = False,
+    keep_columns: list[str] | None = None,
 ) -> EvaluateResult:
-    """Score a labelled file with a saved model and write the report into ``out``."""
+    """Score a labelled file with a saved model and write the report into ``out``.
+
+    ``keep_columns`` (default: the columns training dropped, such as an id, when the
+    file has them) are copied into ``scores.csv`` and the report's top rows.
+    """
     det = VAEDetector.load(str(model_dir))
     summary = det.extra_documents_.get("training_summary", {})
     frame = read_table(data)
@@ -283,6 +307,13 @@ def evaluate_file(
         normal_value = summary.get("normal_value")
     y = labels_from(frame, label_column, normal_value)
     drop = [c for c in summary.get("drop_columns", []) if c in frame.columns]
+    keep = list(drop) if keep_columns is None else list(keep_columns)
+    unknown = [c for c in keep if c not in frame.columns]
+    if unknown:
+        raise DataFileError(
+            f"--keep-columns names {unknown}, which are not in the data; the columns are {list(frame.columns)[:30]}."
+        )
+    keys = frame[keep]
     X = _features(frame, label_column, drop)
     note = "All rows of the file were scored."
     same_file = summary.get("data_sha256") == file_sha256(data) and summary.get("split", {}).get("method") in (
@@ -297,7 +328,7 @@ def evaluate_file(
         split = summary["split"]
         time_col = summary.get("time_column")
         _, _, test_idx = split_rows(len(X), y, int(split["seed"]), frame[time_col] if time_col else None)
-        X, y = X.iloc[test_idx].reset_index(drop=True), y[test_idx]
+        X, y, keys = X.iloc[test_idx].reset_index(drop=True), y[test_idx], keys.iloc[test_idx]
         note = (
             f"This is the model's training file: only its held-out test split ({len(y)} rows, "
             f"split {split['method']}) was scored; pass --all-rows to score every row."
@@ -321,6 +352,13 @@ def evaluate_file(
         "calibration": _calibration_summary(det),
     }
     report_dir = write_report(
-        out, y=y, result=result, metrics=metrics, meta=meta, comparison=comparison, comparison_note=comparison_note
+        out,
+        y=y,
+        result=result,
+        metrics=metrics,
+        meta=meta,
+        comparison=comparison,
+        comparison_note=comparison_note,
+        keys=keys,
     )
     return EvaluateResult(metrics, report_dir, len(y), note)

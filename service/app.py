@@ -7,7 +7,7 @@ with ``FRAUDVAE_MODEL_DIR`` set).
 from __future__ import annotations
 
 import hashlib
-import io
+import importlib.resources
 import json
 import logging
 import re
@@ -25,8 +25,11 @@ import numpy as np
 import pandas as pd
 import torch
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
 from fastapi.security import APIKeyHeader
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +37,9 @@ from starlette.concurrency import run_in_threadpool
 from fraudvae import VAEDetector
 from fraudvae._version import __version__
 from fraudvae.detector import ScoreResult
+from fraudvae.exceptions import DataFileError
+from fraudvae.io import read_csv_bytes, typed_frame
+from fraudvae.schema import Schema
 from service import errors
 from service.errors import Forbidden, InvalidInput, NotReady, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from service.schemas import (
@@ -170,15 +176,13 @@ def _parse_json(body: bytes) -> Any:
     try:
         return json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput([errors.field_error(None, None, "a JSON document", f"invalid JSON: {exc}")]) from exc
+    except RecursionError as exc:  # "[[[[...": nesting deeper than the parser's stack
         raise InvalidInput(
             [
-                {
-                    "field": None,
-                    "row": None,
-                    "value": None,
-                    "expected": "a JSON document",
-                    "message": f"invalid JSON: {exc}",
-                }
+                errors.field_error(
+                    None, None, "a JSON document nested at most a few levels", "invalid JSON: nested too deeply"
+                )
             ]
         ) from exc
 
@@ -291,7 +295,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Scores transactions with a VAE trained on normal rows. Higher anomaly_score = more suspicious.",
         lifespan=lifespan,
         responses={422: {"model": ErrorResponse, "description": "Invalid input, one entry per field."}},
+        docs_url=None,
+        redoc_url=None,
     )
+    _install_docs(app)
     app.state.settings, app.state.holder, app.state.metrics = settings, holder, metrics
     errors.install(app)
 
@@ -416,38 +423,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if isinstance(rows, list) and len(rows) > limit:
                 raise PayloadTooLarge(f"batch of {len(rows)} rows exceeds the limit of {limit} rows")
             if isinstance(rows, list) and not rows:
-                raise InvalidInput(
-                    [
-                        {
-                            "field": None,
-                            "row": None,
-                            "value": [],
-                            "expected": "at least one transaction",
-                            "message": "empty batch",
-                        }
-                    ]
-                )
+                raise InvalidInput([errors.field_error(None, [], "at least one transaction", "empty batch")])
             try:
                 validated = model.batch_adapter.validate_python(rows)
             except ValidationError as exc:
                 raise InvalidInput(errors.pydantic_errors(exc, row_offset=True, expected=model.expected)) from exc
             frame = _rows_to_frame(validated, model)
         else:
-            frame = _csv_frame(body, limit)
-            unknown = [c for c in frame.columns if c not in set(model.detector.schema_.names)]
-            if unknown:
-                raise InvalidInput(
-                    [
-                        {
-                            "field": str(c),
-                            "row": None,
-                            "value": None,
-                            "expected": "no such field (unknown fields are refused)",
-                            "message": "unknown column",
-                        }
-                        for c in unknown
-                    ]
-                )
+            frame = _csv_frame(body, limit, model.detector.schema_)
         result = await run_in_threadpool(
             model.detector.score_frame, frame, explain_top_k=settings.explain_top_k, warn_extra=False
         )
@@ -531,28 +514,64 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _csv_frame(body: bytes, limit: int) -> pd.DataFrame:
+#: Swagger UI and ReDoc assets from a Python package: /docs works without internet access.
+DOCS_ASSETS = "/docs-assets"
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) served from the ``fastapi-offline`` package's static files, not a CDN.
+
+    There is no ``/redoc``: ReDoc's bundle fetches its logo from its CDN, and a docs page
+    of this service reaches nothing but this service.
+    """
+    static = importlib.resources.files("fastapi_offline") / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(static)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+        )
+
+
+def _csv_frame(body: bytes, limit: int, schema: Schema) -> pd.DataFrame:
+    """A ``text/csv`` body as a frame, read and typed as the batch job reads files.
+
+    Arrow parses it (pandas' CSV float parser crashes the process on some exponents);
+    every column arrives as bytes and numbers are parsed safely (``fraudvae.textparse``).
+    Lines with the wrong number of fields, unknown columns, too many rows and an empty
+    body are 422/413 errors that name the line or column.
+    """
     try:
-        frame = pd.read_csv(io.BytesIO(body), low_memory=False)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        table, malformed = read_csv_bytes(body)
+    except DataFileError as exc:
+        raise InvalidInput([errors.field_error(None, None, "CSV with a header row", str(exc))]) from exc
+    names = set(schema.names)
+    unknown = [c for c in table.column_names if c not in names]
+    if unknown:
         raise InvalidInput(
             [
-                {
-                    "field": None,
-                    "row": None,
-                    "value": None,
-                    "expected": "CSV with a header row",
-                    "message": f"unreadable CSV: {str(exc).splitlines()[0] if str(exc) else exc}",
-                }
+                errors.field_error(c, None, "no such field (unknown fields are refused)", "unknown column")
+                for c in unknown[:50]
             ]
-        ) from exc
-    if len(frame) > limit:
-        raise PayloadTooLarge(f"batch of {len(frame)} rows exceeds the limit of {limit} rows")
-    if frame.empty:
-        raise InvalidInput(
-            [{"field": None, "row": None, "value": None, "expected": "at least one data row", "message": "empty batch"}]
         )
-    return frame
+    if malformed.lines:
+        raise InvalidInput(
+            [
+                errors.field_error(None, None, f"{len(table.column_names)} fields per line", f"line {line}: {why}")
+                for line, why in list(zip(malformed.lines, malformed.reasons, strict=True))[:50]
+            ]
+        )
+    if table.num_rows > limit:
+        raise PayloadTooLarge(f"batch of {table.num_rows} rows exceeds the limit of {limit} rows")
+    if table.num_rows == 0:
+        raise InvalidInput([errors.field_error(None, None, "at least one data row", "empty batch")])
+    return typed_frame(table, {c.name: c.kind for c in schema.columns})
 
 
 __all__ = ["create_app", "load_model"]

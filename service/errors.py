@@ -3,11 +3,16 @@
 No client input reaches a 500: validation problems are 422 with one entry per field,
 size limits 413, content types 415, keys 401/403, an unloaded model 503. A genuine bug
 is a 500 carrying only the request id (the traceback goes to the log, never the client).
+
+Every error body passes through :func:`json_safe`: a value echoed back (``1e999``, which
+JSON parsing made infinite; a string with a lone surrogate; a 1 MB cell) becomes a short,
+escaped string, so building a 422 can never raise.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,7 +21,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fraudvae.exceptions import ArtifactError, FraudVAEError, SchemaError
+from fraudvae.exceptions import ArtifactError, DataFileError, FraudVAEError, SchemaError
+from fraudvae.textparse import printable
 
 log = logging.getLogger("fraudvae.service")
 
@@ -56,8 +62,47 @@ class InvalidInput(ServiceError):
 
 
 def _short(value: Any) -> Any:
-    text = repr(value)
-    return value if len(text) <= 80 and isinstance(value, str | int | float | bool | type(None)) else text[:77] + "..."
+    """A value as it may be echoed in an error: itself when short and JSON-safe, else escaped."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and abs(value) < 1 << 53:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, str) and len(value) <= 80 and value.isprintable() and _encodes(value):
+        return value
+    return printable(value, 80)
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` with every leaf made serializable (see :func:`_short`); containers kept."""
+    if depth > 8:
+        return printable(value, 80)
+    if isinstance(value, dict):
+        return {str(_short(str(k))): json_safe(v, depth + 1) for k, v in list(value.items())[:200]}
+    if isinstance(value, list | tuple):
+        return [json_safe(v, depth + 1) for v in list(value)[:200]]
+    if isinstance(value, str) and _encodes(value):
+        return value if len(value) <= 2000 else value[:1997] + "..."
+    return _short(value)
+
+
+def field_error(field: str | None, value: Any, expected: str, message: str, row: int | None = None) -> dict[str, Any]:
+    """One entry of a 422 body (the shape of ``schemas.FieldError``)."""
+    return {"field": field, "row": row, "value": _short(value), "expected": expected, "message": message}
+
+
+def error_response(request: Request, detail: Any, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The one way an error body is written: ``{"detail": ..., "request_id": ...}``, JSON-safe."""
+    return JSONResponse({"detail": json_safe(detail), "request_id": _request_id(request)}, status, headers=headers)
 
 
 def pydantic_errors(
@@ -84,9 +129,7 @@ def pydantic_errors(
             expected_text = expected.get(str(loc[0]) if loc else "", err.get("msg", ""))
         if kind in ("missing", "extra_forbidden"):
             expected_text = expected_text_for(kind)
-        out.append(
-            {"field": field, "row": row, "value": value, "expected": expected_text, "message": err.get("msg", "")}
-        )
+        out.append(field_error(field, value, expected_text, err.get("msg", ""), row if isinstance(row, int) else None))
     return out
 
 
@@ -95,10 +138,7 @@ def expected_text_for(kind: str) -> str:
 
 
 def schema_errors(exc: SchemaError) -> list[dict[str, Any]]:
-    return [
-        {"field": p.column, "row": p.row, "value": p.found, "expected": p.expected, "message": str(p)}
-        for p in exc.problems
-    ]
+    return [field_error(p.column, p.found, p.expected, str(p), p.row) for p in exc.problems]
 
 
 def _request_id(request: Request) -> str | None:
@@ -111,43 +151,42 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(request: Request, exc: ServiceError) -> JSONResponse:
         headers = {"WWW-Authenticate": "APIKey"} if exc.status == 401 else None
-        return JSONResponse({"detail": exc.detail, "request_id": _request_id(request)}, exc.status, headers=headers)
+        return error_response(request, exc.detail, exc.status, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = [
-            {
-                "field": ".".join(str(p) for p in e.get("loc", ())[1:]) or None,
-                "row": None,
-                "value": _short(e.get("input")),
-                "expected": e.get("msg", ""),
-                "message": e.get("msg", ""),
-            }
+            field_error(
+                ".".join(str(p) for p in e.get("loc", ())[1:]) or None,
+                e.get("input"),
+                e.get("msg", ""),
+                e.get("msg", ""),
+            )
             for e in exc.errors()
         ]
-        return JSONResponse({"detail": detail, "request_id": _request_id(request)}, 422)
+        return error_response(request, detail, 422)
 
     @app.exception_handler(SchemaError)
     async def _schema(request: Request, exc: SchemaError) -> JSONResponse:
-        return JSONResponse({"detail": schema_errors(exc), "request_id": _request_id(request)}, 422)
+        return error_response(request, schema_errors(exc), 422)
 
     @app.exception_handler(ArtifactError)
     async def _artifact(request: Request, exc: ArtifactError) -> JSONResponse:
-        return JSONResponse({"detail": f"model refused: {exc}", "request_id": _request_id(request)}, 422)
+        return error_response(request, f"model refused: {exc}", 422)
+
+    @app.exception_handler(DataFileError)
+    async def _unreadable(request: Request, exc: DataFileError) -> JSONResponse:
+        return error_response(request, [field_error(None, None, "a readable CSV document", str(exc))], 422)
 
     @app.exception_handler(FraudVAEError)
     async def _library(request: Request, exc: FraudVAEError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "request_id": _request_id(request)}, 422)
+        return error_response(request, str(exc), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"detail": str(exc.detail), "request_id": _request_id(request)},
-            exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+        return error_response(request, str(exc.detail), exc.status_code, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error (request %s)", _request_id(request))
-        return JSONResponse({"detail": "internal error; see the server log", "request_id": _request_id(request)}, 500)
+        return error_response(request, "internal error; see the server log", 500)

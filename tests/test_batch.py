@@ -214,17 +214,19 @@ def test_prefetch_stops_the_reader_when_the_consumer_stops() -> None:
 
 @pytest.mark.parametrize("rows", [2000, 60_000])  # in the first 1 MB block, and past it
 def test_regression_malformed_line_gave_a_traceback(model_dir: Path, tmp_path: Path, rows: int) -> None:
-    """A line with too few fields ends the job with a clear error and writes nothing.
-
-    It used to escape as a raw ``ArrowInvalid`` when it sat in the first block.
-    """
+    """A line with too few fields used to escape as a raw ``ArrowInvalid`` (then stopped the
+    job). It is now a reject with its line number; with the default --max-reject-rate 0
+    nothing is written but the rejects file, which says why."""
     header, body = make_transactions(2000, fraud_rate=0.0, random_state=6).to_csv(index=False).split("\n", 1)
     src = tmp_path / "broken.csv"
     src.write_text(header + "\n" + body * (rows // 2000) + "1,2,3\n")
     out = tmp_path / "out.parquet"
-    with pytest.raises(DataFileError, match=r"broken\.csv.+near line"):
-        score_file(model_dir, src, out, chunk_rows=300)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.csv"]  # no output, no temporary file
+    summary = score_file(model_dir, src, out, chunk_rows=300)
+    assert (summary.rows_read, summary.rows_rejected) == (rows + 1, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.csv", "out.parquet.rejects.csv"]
+    rejects = pd.read_csv(tmp_path / "out.parquet.rejects.csv")
+    assert rejects["line"].tolist() == [rows + 2]
+    assert rejects["reason"].iloc[0].startswith("expected 12 fields, found 3")
 
 
 @pytest.mark.parametrize("suffix", [".csv.gz", ".parquet"])
@@ -291,7 +293,7 @@ def test_regression_parquet_input_memory_grew_with_the_file(model_dir: Path, tmp
     assert src.stat().st_size > 40e6
     schema = VAEDetector.load(str(model_dir)).schema_
     held = []
-    for chunk, _, _ in _chunks(src, schema, [], 40_000):
+    for chunk in _chunks(src, schema, [], 40_000):
         del chunk
         held.append(pa.total_allocated_bytes())
     assert len(held) == 40

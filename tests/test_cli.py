@@ -235,3 +235,138 @@ def test_time_split_and_quiet(tmp_path: Path) -> None:
     scores = pd.read_csv(tmp_path / "r" / "scores.csv")
     assert len(scores) == summary["split"]["n_test"]
     _recompute(tmp_path / "r")
+
+
+# ---------------------------------------------------------------------- findings of a fraud analyst
+@pytest.fixture(scope="module")
+def labelled_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Demo transactions as an export: a unique transaction id left in, labels present."""
+    data = tmp_path_factory.mktemp("export") / "tx.csv"
+    make_transactions(3000, fraud_rate=0.03, random_state=4).to_csv(data, index=False)
+    return data
+
+
+def test_regression_identifier_warning_printed_four_times(labelled_export: Path, tmp_path: Path) -> None:
+    """Training with the comparison fits four detectors, and each repeated the identifier
+    warning; it also suggested Python code to a CLI user. Now: once, naming --drop-columns."""
+    out = run(
+        "train", "--data", str(labelled_export), "--out", str(tmp_path / "m"), "--label-column", "is_fraud",
+        "--epochs", "2",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    warnings = [line for line in out.stderr.splitlines() if "like an identifier" in line]
+    assert len(warnings) == 1, out.stderr
+    assert "--drop-columns transaction_id" in warnings[0]
+
+
+def test_regression_target_target_fpr_in_train_output(labelled_export: Path, tmp_path: Path) -> None:
+    out = run(
+        "train", "--data", str(labelled_export), "--out", str(tmp_path / "m"), "--label-column", "is_fraud",
+        "--drop-columns", "transaction_id", "--epochs", "2", "--no-compare", "--quiet",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "target target" not in out.stdout
+    assert "target false-positive rate 0.01" in out.stdout
+
+
+@pytest.mark.parametrize(("option", "key"), [("--target-precision", "precision"), ("--target-recall", "recall")])
+def test_regression_train_offered_only_target_fpr(labelled_export: Path, tmp_path: Path, option: str, key: str) -> None:
+    """The README promised a target precision or recall with labels; the CLI had only --target-fpr."""
+    model = tmp_path / "m"
+    out = run(
+        "train", "--data", str(labelled_export), "--out", str(model), "--label-column", "is_fraud",
+        "--drop-columns", "transaction_id", "--epochs", "3", "--no-compare", "--quiet", option, "0.5",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    calibration = json.loads((model / "calibration.json").read_text())
+    assert calibration["goal"] == {f"target_{key}": 0.5}
+    assert f"target {key} 0.5" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--target-precision", "0.5"], "needs labels"),
+        (["--target-precision", "0.5", "--target-recall", "0.5"], "not allowed with argument"),
+        (["--target-recall", "1.5"], "expected a number between 0 and 1"),
+        (["--target-fpr", "abc"], "expected a number between 0 and 1"),
+    ],
+)
+def test_threshold_targets_are_checked_in_one_line(labelled_export: Path, tmp_path: Path, args, needle) -> None:
+    out = run("train", "--data", str(labelled_export), "--out", str(tmp_path / "m"), "--quiet", *args)
+    assert out.returncode == 2
+    assert needle in out.stderr and "Traceback" not in out.stderr
+
+
+def test_regression_scores_csv_had_no_id_column(labelled_export: Path, tmp_path: Path) -> None:
+    """scores.csv and the report's rows could not be joined back to the input. The id that
+    training dropped is kept by default; --keep-columns chooses others."""
+    model = tmp_path / "m"
+    out = run(
+        "train", "--data", str(labelled_export), "--out", str(model), "--label-column", "is_fraud",
+        "--drop-columns", "transaction_id", "--epochs", "2", "--no-compare", "--quiet",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    source = pd.read_csv(labelled_export)
+    for extra, kept in (
+        ([], ["transaction_id"]),
+        (["--keep-columns", "transaction_id,amount"], ["transaction_id", "amount"]),
+    ):
+        report = tmp_path / f"r{len(kept)}"
+        out = run(
+            "evaluate", "--model", str(model), "--data", str(labelled_export), "--label-column", "is_fraud",
+            "--out", str(report), *extra,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        scores = pd.read_csv(report / "scores.csv")
+        assert list(scores.columns[1 : 1 + len(kept)]) == kept
+        joined = scores.merge(source, on="transaction_id", suffixes=("", "_source"))
+        assert len(joined) == len(scores)
+        assert (joined["label"] == joined["is_fraud"]).all()  # the ids point at the right rows
+        top = json.loads((report / "report.json").read_text())["top_rows"]
+        assert all(set(r["keys"]) == set(kept) for r in top)
+        assert "<th>transaction_id</th>" in (report / "report.html").read_text()
+    out = run(
+        "evaluate", "--model", str(model), "--data", str(labelled_export), "--label-column", "is_fraud",
+        "--out", str(tmp_path / "bad"), "--keep-columns", "nope",
+    )  # fmt: skip
+    assert out.returncode == 2 and "--keep-columns names ['nope']" in out.stderr
+
+
+def test_regression_report_ranked_features_by_two_attributions(fitted: VAEDetector, holdout, tmp_path: Path) -> None:
+    """The heatmap coloured features by their excess over normal, the table ranked them by
+    attribution (row 1570: heatmap timestamp.hour, table txn_count_1h). Both now use the
+    attribution, and the report says so."""
+    from fraudvae import report as report_module
+
+    X, y = holdout
+    result = fitted.score_frame(X, explain_top_k=3)
+    captured: dict[str, np.ndarray] = {}
+    original = report_module.plt.Axes.imshow
+
+    def spy(self, data, *args, **kwargs):  # type: ignore[no-untyped-def]
+        captured["matrix"] = np.asarray(data)
+        return original(self, data, *args, **kwargs)
+
+    report_module.plt.Axes.imshow = spy  # type: ignore[method-assign]
+    try:
+        report_module.write_report(
+            tmp_path, y=y, result=result, metrics=_metrics(y, result, fitted), meta={}, comparison=None,
+            comparison_note="",
+        )  # fmt: skip
+    finally:
+        report_module.plt.Axes.imshow = original  # type: ignore[method-assign]
+    top = np.argsort(-result.anomaly_score, kind="stable")[:15]
+    tops = result.top_features(3)
+    for r, i in enumerate(top):
+        strongest = max(tops[i], key=lambda f: f["attribution"])
+        if strongest["attribution"] > 0:
+            assert captured["matrix"][r].max() == pytest.approx(strongest["attribution"])
+    html = (tmp_path / "report.html").read_text()
+    assert "ranked by <b>attribution</b> everywhere" in html
+
+
+def _metrics(y: np.ndarray, result, det: VAEDetector) -> dict:
+    from fraudvae.evaluation import evaluate_scores
+
+    return evaluate_scores(y, result.anomaly_score, det.threshold_)

@@ -57,3 +57,43 @@ def test_report_renders_with_images_and_no_console_errors(demo_dir: Path) -> Non
     assert errors == []
     assert all(u.startswith(("file:", "data:")) for u in requests), "the report must be self-contained"
     assert any("calibrated threshold" in h for h in headings)
+
+
+def test_regression_docs_loaded_swagger_ui_from_a_cdn(model_dir: Path) -> None:
+    """/docs was blank without internet: Swagger UI came from a CDN. Served from a Python
+    package now; the browser may reach nothing but the server, and the page renders."""
+    import httpx
+
+    from tests.test_service_process import start_server
+
+    proc, url = start_server(model_dir)
+    outside: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+            )
+            page = browser.new_page()
+
+            def only_local(route):  # type: ignore[no-untyped-def]
+                if route.request.url.startswith(url):
+                    route.continue_()
+                else:
+                    outside.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", only_local)
+            rendered = {}
+            for path, selector in (("/docs", ".swagger-ui .opblock-summary-path"),):
+                page.goto(f"{url}{path}", wait_until="load")
+                page.wait_for_selector(selector, timeout=30_000)
+                rendered[path] = page.locator(selector).all_inner_texts()
+            browser.close()
+        redoc = httpx.get(f"{url}/redoc").status_code
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert outside == []
+    assert any("/score" in t for t in rendered["/docs"]), rendered
+    assert redoc == 404  # ReDoc fetches its logo from a CDN: not served
