@@ -487,6 +487,17 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ scoring core
     def _components(self, enc: Encoded, sampled: bool, iwae: bool = True, expectations: bool = False) -> Components:
+        comp = self._network_components(enc, sampled, iwae, expectations)
+        if enc.unexpected_missing is not None:
+            # A value missing where training never had one: the network cannot weigh it, so
+            # its term is the surprise of the event itself, -log of the Laplace estimate
+            # 1 / (n + 2) of a miss after n observed rows. Terms still sum to the score.
+            evidence = math.log(self.n_train_rows_ + 2)
+            for terms in {id(t): t for t in (comp.reconstruction, comp.elbo, comp.iwae)}.values():
+                terms[enc.unexpected_missing] = evidence
+        return comp
+
+    def _network_components(self, enc: Encoded, sampled: bool, iwae: bool, expectations: bool) -> Components:
         if self.kind == "ppca":
             nll = score_ppca(self.ppca_, self._design(enc), len(self.preprocessor_.internal_order))
             mean = self.ppca_.mean
@@ -535,10 +546,11 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         n_num, n_bin = enc.num.shape[1], enc.bin.shape[1]
         typ_num, typ_bin, typ_cat = pre.typical_row_values()
         rows = np.repeat(np.arange(n), m)
-        mod = enc.take(rows)
-        mod = Encoded(mod.num.copy(), mod.num_obs.copy(), mod.bin.copy(), mod.cat.copy())
+        mod = enc.take(rows).copy()
         feat = internal.ravel()
         r = np.arange(n * m)
+        if mod.unexpected_missing is not None:
+            mod.unexpected_missing[r, feat] = False  # a feature made typical is present
         is_num = feat < n_num
         is_bin = (feat >= n_num) & (feat < n_num + n_bin)
         is_cat = feat >= n_num + n_bin

@@ -32,14 +32,22 @@ class Encoded:
 
     num: np.ndarray  # (n, n_num) float64, standardized, missing imputed with 0
     num_obs: np.ndarray  # (n, n_num) float64, 1 = observed
-    bin: np.ndarray  # (n, n_bin) float64, 0/1 (other values stay on the same line)
+    bin: np.ndarray  # (n, n_bin) float64, 0/1 (other values stay on the same line; missing: the mode)
     cat: np.ndarray  # (n, n_cat) int64 codes into each vocabulary
+    #: (n, n_features) bool, internal order: a value missing in a feature that was never
+    #: missing in training. Scored as evidence of its own (see ``VAEDetector``), not refused.
+    unexpected_missing: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.num.shape[0])
 
     def take(self, idx: np.ndarray | slice) -> Encoded:
-        return Encoded(self.num[idx], self.num_obs[idx], self.bin[idx], self.cat[idx])
+        missing = self.unexpected_missing[idx] if self.unexpected_missing is not None else None
+        return Encoded(self.num[idx], self.num_obs[idx], self.bin[idx], self.cat[idx], missing)
+
+    def copy(self) -> Encoded:
+        missing = self.unexpected_missing.copy() if self.unexpected_missing is not None else None
+        return Encoded(self.num.copy(), self.num_obs.copy(), self.bin.copy(), self.cat.copy(), missing)
 
 
 def _signed_log1p(x: np.ndarray) -> np.ndarray:
@@ -96,6 +104,15 @@ class Preprocessor:
         self.nullable_num = [i for i, n in enumerate(self.num_features) if stats[n]["nullable"]]
         self.num_min_variance = [stats[n]["step"] ** 2 / 12.0 for n in self.num_features]
         self.cat_cardinalities = [len(stats[n]["vocabulary"]) for n in self.cat_features]
+        # Features that were never missing in training (internal order): a missing value
+        # there is scored as evidence instead of through the network's likelihood.
+        column_nullable = {f: c.nullable for c in schema.columns for f, _ in c.features()}
+        self.never_missing = np.array(
+            [not stats[n]["nullable"] for n in self.num_features]
+            + [True for _ in self.bin_features]
+            + [not column_nullable[n] for n in self.cat_features],
+            dtype=bool,
+        )
         # Level -> code lookups as (keys, codes), so a whole column is encoded in one vectorised call.
         self._cat_index: list[tuple[pd.Index, np.ndarray]] = []
         for n in self.cat_features:
@@ -166,13 +183,18 @@ class Preprocessor:
             else np.zeros((n, 0))
         )
         binary = np.clip(binary, -_CLIP, _CLIP)
+        bin_missing = np.isnan(binary)
+        if bin_missing.any():  # binary columns are never missing in training: impute the mode
+            modes = np.array([self.stats[n]["mode"] for n in self.bin_features], dtype=np.float64)
+            binary = np.where(bin_missing, modes, binary)
         cat = np.zeros((n, len(self.cat_features)), dtype=np.int64)
         for j, name in enumerate(self.cat_features):
             values = derived[name]
             keys, codes = self._cat_index[j]
             cat[:, j] = codes[keys.get_indexer(values)]  # position -1 (unseen level) is code 0
             cat[pd.isna(values), j] = 1
-        return Encoded(num, obs, binary, cat)
+        missing = np.concatenate([obs == 0, bin_missing, cat == 1], axis=1) & self.never_missing
+        return Encoded(num, obs, binary, cat, missing if missing.any() else None)
 
     def typical_row_values(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Encoded typical value of every feature: the median, the more frequent level, the mode.

@@ -90,7 +90,8 @@ class ColumnSpec:
             "binary": f"one of {list(self.levels)}",
             "datetime": "a date-time (ISO 8601)",
         }[self.kind]
-        return base + (" or null" if self.nullable else "")
+        # Null is accepted everywhere: where training never saw one it is scored as evidence.
+        return base + " or null"
 
     def features(self) -> list[tuple[str, Kind]]:
         """Model features derived from this column (a datetime column expands to parts)."""
@@ -215,9 +216,6 @@ def _normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple
             # Echo what was sent (text beyond float's range, say), not the "inf" it became.
             found = _describe(raw[i]) + (" (beyond the float64 range)" if isinstance(raw[i], str) else "")
             problems.append((int(i), ColumnProblem(spec.name, found, spec.expected, int(i))))
-        if not spec.nullable:
-            for i in np.flatnonzero(isna):
-                problems.append((int(i), ColumnProblem(spec.name, "a missing value", spec.expected, int(i))))
         if spec.kind == "binary":
             lo, hi = (float(v) for v in spec.levels)
             num = (num - lo) / (hi - lo)
@@ -235,9 +233,6 @@ def _normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple
             found = f"text that is not valid UTF-8 ({_describe(values[i])})"
             problems.append((int(i), ColumnProblem(spec.name, found, spec.expected, int(i))))
             values[i] = None
-        if not spec.nullable:
-            for i in np.flatnonzero(isna):
-                problems.append((int(i), ColumnProblem(spec.name, "a missing value", spec.expected, int(i))))
         return values, problems
     # datetime
     if col.dtype == object:
@@ -256,9 +251,6 @@ def _normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple
     bad = parsed.isna().to_numpy() & ~isna
     for i in np.flatnonzero(bad):
         problems.append((int(i), ColumnProblem(spec.name, _describe(raw[i]), spec.expected, int(i))))
-    if not spec.nullable:
-        for i in np.flatnonzero(isna):
-            problems.append((int(i), ColumnProblem(spec.name, "a missing value", spec.expected, int(i))))
     return parsed.to_numpy(dtype="datetime64[ns]"), problems
 
 

@@ -44,7 +44,9 @@ def _field_type(spec: ColumnSpec) -> Any:
         t = StrictBool
     else:
         t = Literal[tuple(spec.levels)]  # type: ignore[misc]
-    return t | None if spec.nullable else t
+    # Null is accepted for every column (a value missing where training never had one is
+    # scored as evidence); a column left out of a request is still an error.
+    return t | None
 
 
 def _python_name(name: str, taken: set[str]) -> str:

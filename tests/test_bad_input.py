@@ -77,7 +77,7 @@ def test_missing_columns_are_each_named(small_det: VAEDetector) -> None:
     problems = {p.column: p for p in err.value.problems}
     assert set(problems) == {"amount", "velocity"}
     assert problems["amount"].found == "no such column"
-    assert problems["amount"].expected == "a finite number"
+    assert problems["amount"].expected == "a finite number or null"
     assert "column 'amount': found no such column, expected a finite number" in str(err.value)
 
 
@@ -101,11 +101,24 @@ def test_infinite_value_at_scoring(small_det: VAEDetector) -> None:
         small_det.anomaly_score(df)
 
 
-def test_missing_value_in_column_never_missing_in_training(small_det: VAEDetector) -> None:
+@pytest.mark.parametrize("column", ["merchant", "amount", "velocity"])
+def test_regression_missing_value_in_column_never_missing_in_training_refused_the_frame(
+    small_det: VAEDetector, column: str
+) -> None:
+    """A value missing where training had none raised SchemaError for the whole frame, so no
+    row was scored: in fraud, an unscored transaction passes (the system failed open). It
+    is now scored, its own term is the evidence log(n + 2) (the surprise of a miss after n
+    observed rows), and the explanation names the column."""
     df = _frame(20)
-    df.loc[2, "merchant"] = None
-    with pytest.raises(SchemaError, match=r"column 'merchant' \(row 2\): found a missing value, expected a category"):
-        small_det.anomaly_score(df)
+    clean = small_det.score_frame(df, explain_top_k=3)
+    df.loc[2, column] = None
+    result = small_det.score_frame(df, explain_top_k=3)
+    np.testing.assert_array_equal(np.delete(result.anomaly_score, 2), np.delete(clean.anomaly_score, 2))
+    j = result.feature_names.index(column)
+    assert result.contributions[2, j] == pytest.approx(np.log(small_det.n_train_rows_ + 2))
+    assert result.anomaly_score[2] == pytest.approx(result.contributions[2].sum())  # still sums exactly
+    assert result.anomaly_score[2] > clean.anomaly_score[2] - clean.contributions[2, j]
+    assert column in [f["feature"] for f in result.top_features(3)[2]]
 
 
 def test_extra_columns_are_ignored_with_a_warning(small_det: VAEDetector) -> None:

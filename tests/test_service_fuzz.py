@@ -7,6 +7,7 @@ not support pytest 9 yet, so its Hypothesis strategies are driven directly.)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from hypothesis import HealthCheck, given, settings
 
 from service.app import create_app
 from service.settings import Settings
+
+#: Examples per operation; ``benchmarks/fuzz.py`` raises it for long runs.
+EXAMPLES = max(1, int(os.environ.get("FRAUDVAE_FUZZ_EXAMPLES", "150")) * 2 // 5)
 
 OPERATIONS = [
     "GET /health",
@@ -46,9 +50,16 @@ def test_operation_conforms_to_its_schema(api_schema: schemathesis.BaseSchema, o
     method, path = operation.split(" ")
     strategy = api_schema[path][method].as_strategy()
 
+    calls = 0
+
     @given(case=strategy)
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def run(case: schemathesis.Case) -> None:
+        nonlocal calls
+        calls += 1
         case.call_and_validate()
 
     run()
+    if os.environ.get("FRAUDVAE_FUZZ_COUNTS"):  # benchmarks/fuzz.py reads how many inputs were tried
+        with open(os.environ["FRAUDVAE_FUZZ_COUNTS"], "a") as counts:
+            counts.write(f"{operation}\t{calls}\n")

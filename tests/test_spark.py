@@ -94,3 +94,22 @@ def test_cli_spark_engine_writes_parquet_and_rejects(model_dir: Path, data_csv: 
     assert len(got) == 2499 and list(got.columns) == ["transaction_id", "anomaly_score", "is_anomaly", "p_value"]
     rejects = pd.concat(pd.read_csv(p) for p in (tmp_path / "scored.parquet.rejects.csv").glob("*.csv"))
     assert list(rejects["reject_reason"]) == ["amount: found 'not-a-number', expected a finite number"]
+
+
+def test_regression_spark_worker_parsed_text_with_pandas(spark: SparkSession, model_dir: Path, tmp_path: Path) -> None:
+    """Spark hands the model text columns; their numbers went to pd.to_numeric, which kills
+    the Python worker on "1e77904855641443592". Every corpus cell, in every column kind, is
+    now scored or rejected with its reason, and the job completes."""
+    from tests.test_hostile_input import CELLS, KIND_COLUMNS, csv_bytes, with_cell
+
+    rows = [with_cell(column, text) for _, text in CELLS for column in KIND_COLUMNS.values()]
+    src = tmp_path / "hostile.csv"
+    src.write_bytes(csv_bytes(rows))
+    df = spark.read.option("header", True).csv(str(src)).repartition(2)
+    scored = score_dataframe(df, model_dir).toPandas()
+    assert len(scored) >= len(rows)  # Spark's CSV reader splits the cell with a newline in two records
+    rejected = scored["reject_reason"].notna()
+    assert rejected.sum() > len(CELLS)  # most hostile numbers and dates are refused...
+    assert scored.loc[~rejected, "anomaly_score"].notna().all()  # ...the rest is scored
+    exponent = scored["amount"] == "1e77904855641443592"
+    assert scored.loc[exponent, "reject_reason"].str.contains("amount").all()
