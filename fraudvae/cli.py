@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fraudvae._version import __version__
-from fraudvae.exceptions import FraudVAEError
+from fraudvae.exceptions import ConfigurationError, FraudVAEError
 from fraudvae.training import EpochLog
 
 __all__ = ["main"]
@@ -73,6 +73,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         params["scoring"] = args.scoring
     if args.score_samples is not None:
         params["n_score_samples"] = args.score_samples
+    if args.column_types:
+        params["column_types"] = _pairs(args.column_types, "--column-types")
     try:
         result = train_file(
             args.data,
@@ -183,6 +185,19 @@ def _share(option: str) -> Callable[[str], float]:
     return parse
 
 
+def _pairs(text: str, option: str) -> dict[str, str]:
+    """``a=x,b=y`` as a dict; a malformed item is a one-line error."""
+    out = {}
+    for item in _split_list(text):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigurationError(
+                f"{option} item {item!r} is malformed; expected NAME=KIND, e.g. merchant=frequency."
+            )
+        out[name.strip()] = value.strip()
+    return out
+
+
 def _split_list(text: str | None) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()] if text else []
 
@@ -213,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
         "test on the newest 20%% (default: a random stratified split)",
     )
     p.add_argument("--drop-columns", help="comma-separated columns to leave out of the features (ids, free text)")
+    p.add_argument(
+        "--column-types",
+        help="NAME=KIND pairs, comma-separated, overriding what training infers: numeric, categorical, binary, "
+        "datetime, frequency (model how often the value occurs) or exclude. Identifiers, free text and "
+        "high-cardinality text are detected and named in a warning; this overrides that choice.",
+    )
     goal = p.add_mutually_exclusive_group()
     goal.add_argument(
         "--target-fpr",

@@ -338,7 +338,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             )
         if frame.shape[1] == 0:
             raise InsufficientDataError("Got a frame with 0 columns; expected at least one feature column.")
-        schema = infer_schema(frame, self.column_types)
+        schema = infer_schema(frame, self.column_types, max_categories=self.max_categories)
         check_training_frame(frame, schema)
         clean = schema.validate_frame(frame).frame
         seed = int(self.random_state) if self.random_state is not None else int(np.random.randint(0, 2**31 - 1))
@@ -622,7 +622,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         pre = self.preprocessor_
         assert comp.num_mean is not None and comp.bin_prob is not None and comp.cat_mode is not None
-        derived = expand_features(clean, self.schema_)
+        derived = expand_features(clean, self.schema_, pre.frequencies)
         values: dict[str, np.ndarray] = {}
         expected: dict[str, np.ndarray] = {}
         for j, name in enumerate(pre.num_features):

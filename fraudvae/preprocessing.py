@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fraudvae.schema import Schema
+from fraudvae.schema import FREQUENCY, Schema
 
 __all__ = ["MISSING", "OTHER", "Encoded", "Preprocessor"]
 
@@ -113,6 +113,8 @@ class Preprocessor:
             + [not column_nullable[n] for n in self.cat_features],
             dtype=bool,
         )
+        #: Training counts of each value of the frequency-encoded columns, as lookups.
+        self.frequencies = {n: frequency_lookup(st["counts"]) for n, st in stats.items() if "counts" in st}
         # Level -> code lookups as (keys, codes), so a whole column is encoded in one vectorised call.
         self._cat_index: list[tuple[pd.Index, np.ndarray]] = []
         for n in self.cat_features:
@@ -123,7 +125,14 @@ class Preprocessor:
     @classmethod
     def fit(cls, frame: pd.DataFrame, schema: Schema, *, max_categories: int, min_category_count: int) -> Preprocessor:
         """Learn the statistics from a validated training frame."""
-        derived = expand_features(frame, schema)
+        value_counts = {
+            f"{c.name}.frequency": {
+                str(k): int(v) for k, v in pd.Series(frame[c.name]).value_counts(dropna=True).items()
+            }
+            for c in schema.modelled
+            if c.encoding == FREQUENCY
+        }
+        derived = expand_features(frame, schema, {n: frequency_lookup(c) for n, c in value_counts.items()})
         stats: dict[str, dict[str, Any]] = {}
         for name, kind in schema.features():
             col = derived[name]
@@ -147,6 +156,8 @@ class Preprocessor:
                     "nullable": bool(np.isnan(v).any()),
                     "step": _quantization_step(t) / scale,
                 }
+                if name in value_counts:
+                    stats[name]["counts"] = value_counts[name]
             elif kind == "binary":
                 stats[name] = {"kind": kind, "mode": float(np.nanmean(np.asarray(col, dtype=np.float64)) > 0.5)}
             else:
@@ -160,7 +171,7 @@ class Preprocessor:
     # ------------------------------------------------------------------ transform
     def transform(self, frame: pd.DataFrame) -> Encoded:
         """Encode a frame returned by :meth:`Schema.validate_frame`."""
-        derived = expand_features(frame, self.schema)
+        derived = expand_features(frame, self.schema, self.frequencies)
         n = len(frame)
         num = np.zeros((n, len(self.num_features)))
         obs = np.ones((n, len(self.num_features)))
@@ -220,11 +231,29 @@ class Preprocessor:
         return cls(schema, data["stats"])
 
 
-def expand_features(frame: pd.DataFrame, schema: Schema) -> dict[str, Any]:
-    """Columns of a validated frame keyed by model feature (datetimes split into parts)."""
+def frequency_lookup(counts: dict[str, int]) -> tuple[pd.Index, np.ndarray]:
+    """(values, counts with a trailing 0) so that ``counts[index.get_indexer(v)]`` is 0 when unseen."""
+    return pd.Index(list(counts), dtype=object), np.array([*counts.values(), 0], dtype=np.float64)
+
+
+def expand_features(
+    frame: pd.DataFrame, schema: Schema, frequencies: dict[str, tuple[pd.Index, np.ndarray]] | None = None
+) -> dict[str, Any]:
+    """Columns of a validated frame keyed by model feature (datetimes split into parts).
+
+    A frequency-encoded column becomes the training count of each row's value (0 for a
+    value never seen; missing stays missing); ``frequencies`` holds those counts.
+    """
     out: dict[str, Any] = {}
-    for spec in schema.columns:
+    for spec in schema.modelled:
         values = frame[spec.name].to_numpy()
+        if spec.encoding == FREQUENCY:
+            name = f"{spec.name}.frequency"
+            keys, table = (frequencies or {})[name]
+            found = table[keys.get_indexer(values)]
+            found[pd.isna(values)] = np.nan
+            out[name] = found
+            continue
         if spec.kind != "datetime":
             out[spec.name] = values
             continue

@@ -154,6 +154,11 @@ th{background:#f3f5f8}td:first-child,th:first-child{text-align:left}.grid{displa
 <p class="muted">Features are ranked by <b>attribution</b> everywhere in this report (the heatmap and the table
 below): how much a row's score falls when that feature alone is set to what the model expected.</p>
 
+{% if column_roles %}<h2>Columns not modelled as given</h2>
+<table><tr><th>column</th><th>treatment</th><th>why</th></tr>
+{% for name, role in column_roles.items() %}<tr><td>{{ name }}</td><td>{{ role.encoding }}</td><td style="text-align:left">{{ role.reason }}</td></tr>{% endfor %}
+</table><p class="muted">Chosen at training from each column's shape; override with <code>--column-types NAME=KIND</code>.</p>{% endif %}
+
 <h2>What the VAE buys: the same split, other detectors</h2>
 {% if comparison %}
 <table><tr><th>detector</th><th>AUROC</th><th>AUPRC</th><th>fit s</th></tr>
@@ -226,6 +231,7 @@ def write_report(
         comparison_note=comparison_note,
         top_rows=top_rows,
         key_columns=[str(k) for k in keys.columns],
+        column_roles=meta.get("column_roles", {}),
         fmt=_fmt,
         **{k: meta.get(k, "") for k in ("model_dir", "version", "kind", "scoring", "data", "note")},
     )

@@ -23,6 +23,19 @@ __all__ = ["KINDS", "ColumnSpec", "Schema", "ValidationResult", "infer_schema"]
 
 Kind = Literal["numeric", "categorical", "binary", "datetime"]
 KINDS: tuple[str, ...] = ("numeric", "categorical", "binary", "datetime")
+#: What ``column_types`` may say of a column: a kind, or how to treat a column without
+#: learnable identity (``"frequency"``: model how often its value occurred in training;
+#: ``"exclude"``: leave it out of the model).
+OVERRIDES: tuple[str, ...] = (*KINDS, "frequency", "exclude")
+#: Encodings of a column beyond its kind (``ColumnSpec.encoding``).
+EXCLUDED, FREQUENCY = "excluded", "frequency"
+#: A text column whose values are distinct in at least this share of rows is an
+#: identifier or free text: no level recurs often enough to learn what is normal for it.
+NEAR_UNIQUE = 0.5
+#: Unique integers spanning less than this many times their count are a counter or id.
+ID_SPAN = 20
+#: Rows needed before a column is judged by its shape (fewer: every column is kept).
+MIN_ROWS_FOR_ROLES = 50
 
 #: Column names that usually hold the label rather than a feature (compared after
 #: lower-casing and removing everything but letters and digits).
@@ -57,7 +70,10 @@ class ColumnSpec:
     """One input column as the detector expects it.
 
     ``levels`` holds the two training values of a binary column (the first maps to 0,
-    the second to 1); other kinds leave it empty.
+    the second to 1); other kinds leave it empty. ``encoding`` is ``""`` (modelled by its
+    kind), ``"frequency"`` (a categorical modelled by how often its value occurred in
+    training) or ``"excluded"`` (not modelled; accepted and ignored at scoring), and
+    ``reason`` says why when fit chose it.
     """
 
     name: str
@@ -65,6 +81,8 @@ class ColumnSpec:
     nullable: bool = False
     levels: tuple[Any, ...] = ()
     dtype: str = ""
+    encoding: str = ""
+    reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -79,6 +97,8 @@ class ColumnSpec:
             nullable=bool(data["nullable"]),
             levels=tuple(data.get("levels", ())),
             dtype=str(data.get("dtype", "")),
+            encoding=str(data.get("encoding", "")),
+            reason=str(data.get("reason", "")),
         )
 
     @property
@@ -95,6 +115,10 @@ class ColumnSpec:
 
     def features(self) -> list[tuple[str, Kind]]:
         """Model features derived from this column (a datetime column expands to parts)."""
+        if self.encoding == EXCLUDED:
+            return []
+        if self.encoding == FREQUENCY:
+            return [(f"{self.name}.frequency", "numeric")]
         if self.kind == "datetime":
             return [(f"{self.name}.{part}", kind) for part, kind in DATETIME_PARTS]
         return [(self.name, self.kind)]
@@ -117,7 +141,21 @@ class Schema:
 
     @property
     def names(self) -> list[str]:
+        """The modelled columns: what scoring needs."""
+        return [c.name for c in self.columns if c.encoding != EXCLUDED]
+
+    @property
+    def all_names(self) -> list[str]:
+        """Every training column, the excluded ones too (accepted and ignored at scoring)."""
         return [c.name for c in self.columns]
+
+    @property
+    def modelled(self) -> tuple[ColumnSpec, ...]:
+        return tuple(c for c in self.columns if c.encoding != EXCLUDED)
+
+    def roles(self) -> dict[str, dict[str, str]]:
+        """The columns fit did not model as given, and why: shown by the CLI, ``GET /model`` and the report."""
+        return {c.name: {"encoding": c.encoding, "reason": c.reason} for c in self.columns if c.encoding}
 
     def __getitem__(self, name: str) -> ColumnSpec:
         for c in self.columns:
@@ -162,14 +200,14 @@ class Schema:
         warn_extra
             Emit a :class:`DataWarning` for columns the detector does not use.
         """
-        missing = [c.name for c in self.columns if c.name not in frame.columns]
+        missing = [c.name for c in self.modelled if c.name not in frame.columns]
         if missing:
             # A missing column is a problem of the whole frame, never of single rows.
             raise SchemaError(
                 [ColumnProblem(name, "no such column", self[name].expected) for name in missing],
                 hint=f"The frame has columns {list(map(str, frame.columns))[:30]}; add the missing ones.",
             )
-        extra = [str(c) for c in frame.columns if c not in set(self.names)]
+        extra = [str(c) for c in frame.columns if c not in set(self.all_names)]
         if extra and warn_extra:
             warnings.warn(
                 f"Ignoring {len(extra)} column(s) the detector was not trained on: {extra[:20]}.",
@@ -179,7 +217,7 @@ class Schema:
         n = len(frame)
         bad_rows: dict[int, list[ColumnProblem]] = {}
         out: dict[str, Any] = {}
-        for spec in self.columns:
+        for spec in self.modelled:
             values, problems = _normalize_column(frame[spec.name], spec)
             out[spec.name] = values
             for row, problem in problems:
@@ -268,13 +306,23 @@ def _norm_name(name: str) -> str:
     return re.sub(r"[^a-z0-9_]", "", name.lower()).replace("_", "")
 
 
-def infer_schema(frame: pd.DataFrame, column_types: Mapping[str, str] | None = None) -> Schema:
-    """Infer each column's kind from a training frame.
+def infer_schema(
+    frame: pd.DataFrame, column_types: Mapping[str, str] | None = None, *, max_categories: int | None = None
+) -> Schema:
+    """Infer each column's kind from a training frame, and whether to model it as given.
 
     Bool and two-valued numeric columns are binary; other numbers are numeric;
     ``datetime64`` columns are datetimes; strings and pandas categoricals are
-    categorical (unless every value parses as a number). ``column_types`` overrides
-    the guess for the columns it names.
+    categorical (unless every value parses as a number).
+
+    Raw exports carry columns with nothing to learn, which drown the score in noise. By
+    their shape (with at least 50 rows): a text column whose values are distinct in half
+    the rows or more (ids, names per row, streets, free text), a column of consecutive
+    unique integers (a row counter) and a column with no values are excluded; a text
+    column with more than ``max_categories`` levels is frequency-encoded (modelled by how
+    often its value occurred in training, so a rare merchant still stands out).
+    ``column_types`` overrides the guess for the columns it names: a kind, or
+    ``"frequency"`` or ``"exclude"``.
 
     Raises
     ------
@@ -290,13 +338,25 @@ def infer_schema(frame: pd.DataFrame, column_types: Mapping[str, str] | None = N
             f"column_types names column(s) {unknown} that are not in the frame; "
             f"expected some of {list(frame.columns)[:30]}."
         )
-    bad_kinds = {c: k for c, k in overrides.items() if k not in KINDS}
+    bad_kinds = {c: k for c, k in overrides.items() if k not in OVERRIDES}
     if bad_kinds:
-        raise ConfigurationError(f"column_types has unknown kind(s) {bad_kinds}; expected one of {list(KINDS)}.")
+        raise ConfigurationError(f"column_types has unknown kind(s) {bad_kinds}; expected one of {list(OVERRIDES)}.")
     specs = []
     for name in frame.columns:
         col = frame[name]
-        kind = overrides.get(name) or _guess_kind(col)
+        override = overrides.get(name)
+        if override in ("frequency", "exclude"):
+            encoding = FREQUENCY if override == "frequency" else EXCLUDED
+            kind: Any = "categorical" if override == "frequency" else _guess_kind(col)
+            reason = f"column_types says {override!r}"
+            specs.append(ColumnSpec(str(name), kind, bool(col.isna().any()), (), str(col.dtype), encoding, reason))
+            continue
+        kind = override or _guess_kind(col)
+        if override is None:
+            encoding, reason = _role(col, kind, max_categories)
+            if encoding:
+                specs.append(ColumnSpec(str(name), kind, bool(col.isna().any()), (), str(col.dtype), encoding, reason))
+                continue
         nullable = bool(col.isna().any())
         levels: tuple[Any, ...] = ()
         if kind in ("numeric", "binary"):
@@ -321,6 +381,35 @@ def infer_schema(frame: pd.DataFrame, column_types: Mapping[str, str] | None = N
                     levels = (False, True)
         specs.append(ColumnSpec(str(name), kind, nullable, levels, str(col.dtype)))  # type: ignore[arg-type]
     return Schema(tuple(specs))
+
+
+def _role(col: pd.Series, kind: str, max_categories: int | None) -> tuple[str, str]:
+    """``(encoding, reason)`` for a column without learnable identity, ``("", "")`` otherwise."""
+    n = len(col)
+    if n < MIN_ROWS_FOR_ROLES:
+        return "", ""
+    nonnull = col.dropna()
+    if nonnull.empty:
+        return EXCLUDED, "it has no values in the training rows"
+    if kind == "categorical":
+        distinct = int(nonnull.astype(str).nunique())
+        if distinct >= NEAR_UNIQUE * len(nonnull):
+            return EXCLUDED, (
+                f"a different value in {distinct / len(nonnull):.0%} of rows, like an identifier or free text: "
+                "no value recurs enough to learn what is normal"
+            )
+        if max_categories is not None and distinct > max_categories:
+            return FREQUENCY, (
+                f"{distinct} distinct values, more than max_categories={max_categories}: modelled by how often "
+                "each value occurred in training (unseen values count 0)"
+            )
+    if kind == "numeric" and pd.api.types.is_integer_dtype(col.dtype) and nonnull.is_unique:
+        # A row counter or sequential id: every value distinct and densely packed (a
+        # random sample of the rows of 1..N spans a few times its size).
+        values = nonnull.to_numpy()
+        if int(values.max()) - int(values.min()) < ID_SPAN * len(values):
+            return EXCLUDED, "unique integers packed densely, like a row counter or sequential id"
+    return "", ""
 
 
 def _to_float(col: pd.Series, name: str) -> np.ndarray:
@@ -378,26 +467,25 @@ def check_training_frame(frame: pd.DataFrame, schema: Schema) -> None:
             DataWarning,
             stacklevel=3,
         )
-    n = len(frame)
-    kinds = {c.name: c.kind for c in schema.columns}
-    id_like = [
-        c
-        for c in frame.columns
-        if n >= 50
-        and frame[c].nunique(dropna=True) == n
-        and (pd.api.types.is_integer_dtype(frame[c].dtype) or kinds[str(c)] == "categorical")
-    ]
-    if id_like:
-        warnings.warn(
-            f"Column(s) {id_like} hold a different value in every row, like an identifier. An identifier "
-            "carries no pattern to learn and adds noise to every score; leave it out of the features "
-            f"(--drop-columns {','.join(map(str, id_like))} with fraudvae train, X.drop(columns={id_like}) in "
-            "Python) and keep it only to join results back (--keep-columns).",
-            DataWarning,
-            stacklevel=3,
+    for spec in schema.columns:
+        if spec.encoding and not spec.reason.startswith("column_types"):
+            what = "left out of the model" if spec.encoding == EXCLUDED else "frequency-encoded"
+            keep = "categorical" if spec.kind == "categorical" else spec.kind
+            warnings.warn(
+                f"Column {spec.name!r} is {what}: {spec.reason}. To model it as a {keep} anyway, pass "
+                f"--column-types {spec.name}={keep} (column_types={{{spec.name!r}: {keep!r}}} in Python)"
+                + ("; keep it only to join results back (--keep-columns)." if spec.encoding == EXCLUDED else "."),
+                DataWarning,
+                stacklevel=3,
+            )
+    modelled = set(schema.names)
+    if not modelled:
+        raise DataError(
+            f"Every column was left out of the model ({schema.roles()}); expected at least one column with "
+            "values that recur. Name the columns to model with column_types (--column-types)."
         )
-    constant = [c for c in frame.columns if frame[c].nunique(dropna=False) <= 1]
-    if len(constant) == len(frame.columns):
+    constant = [c for c in frame.columns if c in modelled and frame[c].nunique(dropna=False) <= 1]
+    if len(constant) == len(modelled):
         raise DataError(
             f"Every column is constant ({constant[:20]}); expected at least one column whose values "
             "vary across the training rows. A detector cannot learn 'normal' from identical rows."

@@ -350,6 +350,7 @@ def evaluate_file(
         "data": str(data),
         "note": note,
         "calibration": _calibration_summary(det),
+        "column_roles": det.schema_.roles(),
     }
     report_dir = write_report(
         out,

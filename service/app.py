@@ -368,6 +368,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "scoring": det.scoring,
             "threshold": det.threshold_,
             "schema": det.schema_.to_json(),
+            "column_roles": det.schema_.roles(),
             "calibration": calibration,
             "training": training,
         }
@@ -551,7 +552,7 @@ def _csv_frame(body: bytes, limit: int, schema: Schema) -> pd.DataFrame:
         table, malformed = read_csv_bytes(body)
     except DataFileError as exc:
         raise InvalidInput([errors.field_error(None, None, "CSV with a header row", str(exc))]) from exc
-    names = set(schema.names)
+    names = set(schema.all_names)
     unknown = [c for c in table.column_names if c not in names]
     if unknown:
         raise InvalidInput(

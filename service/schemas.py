@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr, WithJsonSchema, create_model
 from pydantic.types import FiniteFloat
 
-from fraudvae.schema import ColumnSpec, Schema
+from fraudvae.schema import EXCLUDED, ColumnSpec, Schema
 
 Number = Annotated[FiniteFloat, Field(strict=True)]
 
@@ -65,6 +65,13 @@ def transaction_model(schema: Schema) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     taken: set[str] = set()
     for spec in schema.columns:
+        if spec.encoding == EXCLUDED:
+            # Accepted (clients send whole records) and ignored: the model leaves it out.
+            fields[_python_name(spec.name, taken)] = (
+                Any,
+                Field(None, alias=spec.name, description=f"not used by the model: {spec.reason}"),
+            )
+            continue
         description = f"{spec.kind} column, expected {spec.expected}"
         default = None if spec.nullable else ...
         fields[_python_name(spec.name, taken)] = (
@@ -138,6 +145,10 @@ class ModelInfo(BaseModel):
     scoring: str
     threshold: float
     schema_: dict[str, Any] = Field(alias="schema")
+    column_roles: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Columns fit did not model as given (excluded, or frequency-encoded), with the reason.",
+    )
     calibration: dict[str, Any]
     training: dict[str, Any]
 

@@ -64,9 +64,84 @@ def test_fit_warns_about_a_label_column_left_in(label: str) -> None:
         VAEDetector(random_state=0, max_epochs=1).fit(df)
 
 
-def test_fit_warns_about_an_identifier_column() -> None:
+def test_fit_leaves_out_a_row_counter_and_says_so() -> None:
     df = _frame().assign(txn_id=np.arange(200))
-    with pytest.warns(DataWarning, match=r"\['txn_id'\] hold a different value in every row"):
+    with pytest.warns(DataWarning, match=r"Column 'txn_id' is left out of the model: unique integers"):
+        det = VAEDetector(random_state=0, max_epochs=1).fit(df)
+    assert "txn_id" not in det.schema_.names and "txn_id" in det.schema_.all_names
+    assert det.schema_.roles()["txn_id"]["encoding"] == "excluded"
+
+
+def _raw_export(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """A frame as raw exports come: ids, free text, a high-cardinality merchant, nothing in one column."""
+    rng = np.random.default_rng(seed)
+    df = _frame(n, seed)
+    df["trans_num"] = [f"{rng.integers(0, 2**60):015x}" for _ in range(n)]
+    df["memo"] = [f"note {i} {rng.integers(0, 10**6)}" for i in range(n)]
+    df["shop"] = rng.choice([f"shop_{i}" for i in range(150)], n)
+    df["empty"] = np.nan
+    return df
+
+
+def test_raw_export_columns_are_excluded_or_frequency_encoded_one_line_each() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        det = VAEDetector(random_state=0, max_epochs=2).fit(_raw_export())
+    roles = det.schema_.roles()
+    assert {k: v["encoding"] for k, v in roles.items()} == {
+        "trans_num": "excluded",
+        "memo": "excluded",
+        "shop": "frequency",
+        "empty": "excluded",
+    }
+    lines = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    for column in roles:
+        assert sum(f"Column {column!r}" in line for line in lines) == 1, lines
+    assert "shop.frequency" in det.preprocessor_.feature_names
+    assert not any(f.startswith(("trans_num", "memo", "empty")) for f in det.preprocessor_.feature_names)
+
+
+@pytest.mark.filterwarnings("ignore::fraudvae.exceptions.DataWarning")
+def test_excluded_columns_are_optional_at_scoring_and_ignored() -> None:
+    df = _raw_export()
+    det = VAEDetector(random_state=0, max_epochs=2).fit(df)
+    with_ids = det.anomaly_score(df.iloc[:20])
+    changed = df.iloc[:20].assign(trans_num="other", memo="x")
+    np.testing.assert_array_equal(det.anomaly_score(changed), with_ids)
+    np.testing.assert_array_equal(
+        det.anomaly_score(df.iloc[:20].drop(columns=["trans_num", "memo", "empty"])), with_ids
+    )
+
+
+@pytest.mark.filterwarnings("ignore::fraudvae.exceptions.DataWarning")
+def test_frequency_encoding_scores_an_unseen_merchant_as_rare() -> None:
+    df = _raw_export()
+    det = VAEDetector(random_state=0, max_epochs=30).fit(df)
+    rows = df.iloc[:50].copy()
+    result = det.score_frame(rows.assign(shop="brand_new_shop"), explain_top_k=3)
+    base = det.score_frame(rows)
+    j = result.feature_names.index("shop.frequency")
+    # Measured: about 3.1 nats unseen vs 1.3 as recorded; shops seen once are nearly as rare.
+    assert result.contributions[:, j].mean() > base.contributions[:, j].mean() + 0.5
+    assert result.values["shop.frequency"].tolist() == [0.0] * 50  # never seen in training: count 0
+
+
+@pytest.mark.filterwarnings("ignore::fraudvae.exceptions.DataWarning")
+@pytest.mark.parametrize(
+    ("override", "encoding", "feature"),
+    [({"shop": "categorical"}, "", "shop"), ({"trans_num": "frequency"}, "frequency", "trans_num.frequency")],
+)
+def test_column_types_override_the_roles(override: dict, encoding: str, feature: str) -> None:
+    det = VAEDetector(random_state=0, max_epochs=1, column_types=override).fit(_raw_export())
+    name = next(iter(override))
+    assert det.schema_[name].encoding == encoding
+    assert feature in det.preprocessor_.feature_names
+
+
+@pytest.mark.filterwarnings("ignore::fraudvae.exceptions.DataWarning")
+def test_every_column_left_out_is_one_clear_error() -> None:
+    df = _raw_export()[["trans_num", "memo"]]
+    with pytest.raises(DataError, match="Every column was left out of the model"):
         VAEDetector(random_state=0, max_epochs=1).fit(df)
 
 

@@ -298,3 +298,19 @@ def test_regression_parquet_input_memory_grew_with_the_file(model_dir: Path, tmp
         held.append(pa.total_allocated_bytes())
     assert len(held) == 40
     assert max(held[30:]) <= max(held[4:8]) + (4 << 20), [h >> 20 for h in held]
+
+
+def test_missing_where_never_missing_is_scored_not_rejected(
+    model_dir: Path, transactions_csv: Path, tmp_path: Path
+) -> None:
+    """An empty cell in a column that training never saw empty: the row is scored (its own
+    term names the column), the job does not fail open by rejecting it."""
+    frame = pd.read_csv(transactions_csv).iloc[:50]
+    frame.loc[7, "amount"] = None
+    src = tmp_path / "in.csv"
+    frame.to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    summary = score_file(model_dir, src, out, explain_top_k=3, keep_columns=["transaction_id"])
+    assert (summary.rows_scored, summary.rows_rejected) == (50, 0)
+    scored = pd.read_csv(out)
+    assert "amount" in {scored.loc[7, f"feature_{k}"] for k in (1, 2, 3)}

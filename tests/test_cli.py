@@ -256,7 +256,8 @@ def test_regression_identifier_warning_printed_four_times(labelled_export: Path,
     assert out.returncode == 0, out.stderr
     warnings = [line for line in out.stderr.splitlines() if "like an identifier" in line]
     assert len(warnings) == 1, out.stderr
-    assert "--drop-columns transaction_id" in warnings[0]
+    assert "Column 'transaction_id' is left out of the model" in warnings[0]
+    assert "--column-types transaction_id=categorical" in warnings[0] and "--keep-columns" in warnings[0]
 
 
 def test_regression_target_target_fpr_in_train_output(labelled_export: Path, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
@@ -119,3 +120,59 @@ def test_explain_ranks_an_injected_single_feature_outlier_first(shared_data, dat
     top = det.explain(injected, top_k=1)["feature"].to_numpy()
     hit_rate = float(np.mean(top == columns))
     assert hit_rate >= 0.9, f"{dataset}: injected column ranked first in {hit_rate:.0%} of rows"
+
+
+def messy_export(X: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """What real exports add to a clean file: ids, names, streets, free text, an empty and a
+    constant column, and the time as ISO strings."""
+    n = len(X)
+    first = np.array([f"First{i}" for i in range(300)])
+    last = np.array([f"Last{i}" for i in range(400)])
+    words = np.array(
+        [
+            "card",
+            "online",
+            "refund",
+            "gift",
+            "travel",
+            "fuel",
+            "grocery",
+            "store",
+            "payment",
+            "transfer",
+            "monthly",
+            "bill",
+        ]
+    )
+    out = X.copy()
+    out.insert(0, "transaction_id", [f"{rng.integers(0, 2**63):016x}{i:08x}" for i in range(n)])
+    out["first_name"] = rng.choice(first, n)
+    out["last_name"] = rng.choice(last, n)
+    out["street"] = [f"{rng.integers(1, 9999)} {rng.choice(last)} Street" for _ in range(n)]
+    out["memo"] = [" ".join(rng.choice(words, rng.integers(2, 6))) + f" #{rng.integers(0, 10**6)}" for _ in range(n)]
+    out["empty"] = np.nan
+    out["source"] = "export-v2"
+    out["timestamp"] = (pd.Timestamp("2013-09-01") + pd.to_timedelta(X["Time"], unit="s")).dt.strftime(
+        "%Y-%m-%dT%H:%M:%S"
+    )
+    return out
+
+
+@pytest.mark.filterwarnings("ignore::fraudvae.exceptions.DataWarning")
+def test_messy_export_scores_within_001_of_the_clean_file(shared_data) -> None:
+    """The ULB card file, clean and as a raw export (ids, names, a street, free text, an empty
+    and a constant column, string timestamps, and values missing in 1% of the scoring rows
+    only). Measured on seeds 0 and 1: -0.0007 and -0.0019 AUROC."""
+    X, y = protocol.load("ulb_creditcard")
+    s = protocol.split("ulb_creditcard", X, y, seed=0)
+    clean = roc_auc_score(s.y_test, VAEDetector(random_state=0).fit(s.X_train).anomaly_score(s.X_test))
+    rng = np.random.default_rng(0)
+    train, test = messy_export(s.X_train, rng), messy_export(s.X_test, rng)
+    rows = rng.choice(len(test), len(test) // 100, replace=False)
+    test.loc[rows, ["V1", "V2", "Amount"]] = np.nan  # never missing in training
+    det = VAEDetector(random_state=0).fit(train)
+    messy = roc_auc_score(s.y_test, det.anomaly_score(test))
+    assert abs(messy - clean) <= 0.01, f"clean {clean:.4f}, messy export {messy:.4f}"
+    assert set(det.schema_.roles()) == {"transaction_id", "first_name", "last_name", "street", "memo", "empty"}
+    named = det.explain(test.iloc[rows[:20]], top_k=3)
+    assert named.groupby("row")["feature"].apply(lambda f: bool({"V1", "V2", "Amount"} & set(f))).all()

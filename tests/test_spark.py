@@ -58,7 +58,7 @@ def test_spark_scores_equal_local_scores_row_for_row(spark: SparkSession, model_
     bad = scored.loc[ids[123]]
     assert (
         np.isnan(bad["anomaly_score"])
-        and bad["reject_reason"] == "amount: found 'not-a-number', expected a finite number"
+        and bad["reject_reason"] == "amount: found 'not-a-number', expected a finite number or null"
     )
     assert len(scored) == 2500, "no row is dropped"
 
@@ -93,7 +93,7 @@ def test_cli_spark_engine_writes_parquet_and_rejects(model_dir: Path, data_csv: 
     got = pd.read_parquet(out)
     assert len(got) == 2499 and list(got.columns) == ["transaction_id", "anomaly_score", "is_anomaly", "p_value"]
     rejects = pd.concat(pd.read_csv(p) for p in (tmp_path / "scored.parquet.rejects.csv").glob("*.csv"))
-    assert list(rejects["reject_reason"]) == ["amount: found 'not-a-number', expected a finite number"]
+    assert list(rejects["reject_reason"]) == ["amount: found 'not-a-number', expected a finite number or null"]
 
 
 def test_regression_spark_worker_parsed_text_with_pandas(spark: SparkSession, model_dir: Path, tmp_path: Path) -> None:
@@ -113,3 +113,16 @@ def test_regression_spark_worker_parsed_text_with_pandas(spark: SparkSession, mo
     assert scored.loc[~rejected, "anomaly_score"].notna().all()  # ...the rest is scored
     exponent = scored["amount"] == "1e77904855641443592"
     assert scored.loc[exponent, "reject_reason"].str.contains("amount").all()
+
+
+def test_missing_where_never_missing_is_scored_on_spark(spark: SparkSession, model_dir: Path, tmp_path: Path) -> None:
+    frame = make_transactions(40, fraud_rate=0.0, random_state=3)
+    frame["amount"] = frame["amount"].astype(object)
+    frame.loc[5, "amount"] = None
+    src = tmp_path / "in.csv"
+    frame.to_csv(src, index=False)
+    df = spark.read.option("header", True).csv(str(src))
+    scored = score_dataframe(df, model_dir, explain_top_k=3).toPandas().set_index("transaction_id")
+    row = scored.loc[frame.loc[5, "transaction_id"]]
+    assert row["reject_reason"] is None and np.isfinite(row["anomaly_score"])
+    assert "amount" in {row["feature_1"], row["feature_2"], row["feature_3"]}
