@@ -264,13 +264,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--scenarios", default="steady,reload,sigkill", help="comma-separated subset to run")
     args = parser.parse_args()
     from benchmarks.markdown import replace_section
 
     with tempfile.TemporaryDirectory() as tmp:
         model = demo_model(Path(tmp))
         rows = []
-        for name in ("steady", "reload", "sigkill"):
+        for name in args.scenarios.split(","):
             r = scenario(name, model, args.seconds, args.concurrency)
             print(r.row(name), r.events, dict(r.dropped), flush=True)
             rows.append(r.row(name) + f" {'; '.join(r.events)} |")

@@ -41,5 +41,6 @@ def run_server(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
     return 0

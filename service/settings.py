@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(20_000_000, ge=1024, description="Largest request body.")
     explain_top_k: int = Field(3, ge=0, le=50, description="Top contributing features returned per row.")
     torch_threads: int = Field(1, ge=1, le=64, description="Torch threads per worker (1 suits concurrent requests).")
+    keep_alive_seconds: int = Field(
+        75,
+        ge=1,
+        le=3600,
+        description="How long an idle keep-alive connection stays open. Longer than a load balancer's idle "
+        "timeout (60 s is common), so the server never closes a connection the balancer is about to reuse.",
+    )
     log_level: str = Field("info", pattern="^(critical|error|warning|info|debug)$", description="uvicorn log level.")
 
     @field_validator("api_keys", mode="before")

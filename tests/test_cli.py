@@ -35,6 +35,9 @@ def run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
                 "--time-column",
                 "--drop-columns",
                 "--target-fpr",
+                "--target-precision",
+                "--target-recall",
+                "--column-types",
                 "--kind",
                 "--epochs",
                 "--seed",
@@ -44,7 +47,10 @@ def run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
                 "--score-samples",
             ],
         ),
-        ("evaluate", ["--model", "--data", "--label-column", "--out", "--normal-value", "--all-rows"]),
+        (
+            "evaluate",
+            ["--model", "--data", "--label-column", "--out", "--normal-value", "--all-rows", "--keep-columns"],
+        ),
         ("demo", ["--out", "--rows", "--seed", "--quiet"]),
         (
             "score",

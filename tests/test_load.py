@@ -61,3 +61,42 @@ def test_sigkill_of_one_worker_leaves_the_service_answering(model_dir: Path) -> 
         assert proc.poll() is None
     finally:
         stop(proc)
+
+
+def test_regression_idle_keep_alive_connection_closed_after_5_seconds(model_dir: Path) -> None:
+    """uvicorn's default keep-alive of 5 s closed idle connections while clients (and load
+    balancers, whose idle timeouts are longer) reused them: the load benchmark saw dropped
+    connections around a reload. The server now keeps them for FRAUDVAE_KEEP_ALIVE_SECONDS
+    (75 s): one connection, idle for 8 s, still answers."""
+    import socket
+
+    proc, url = start(model_dir)
+    host, port = url.removeprefix("http://").split(":")
+    request = f"GET /health HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n".encode()
+    try:
+        with socket.create_connection((host, int(port)), timeout=30) as conn:
+            conn.sendall(request)
+            assert _response(conn).startswith(b"HTTP/1.1 200")
+            time.sleep(8)
+            conn.sendall(request)
+            assert _response(conn).startswith(b"HTTP/1.1 200")
+    finally:
+        stop(proc)
+
+
+def _response(conn) -> bytes:  # type: ignore[no-untyped-def]
+    """One whole HTTP/1.1 response (headers, then Content-Length bytes); b"" if the server closed."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = next(int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length"))
+    while len(body) < length:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
