@@ -45,25 +45,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fraudvae.datasets import example_transaction
+
 ROOT = Path(__file__).resolve().parents[1]
 FRAUDVAE = str(Path(sys.executable).with_name("fraudvae"))
 CORPUS = json.loads((ROOT / "tests" / "corpus" / "hostile_cells.json").read_text())
 ADMIN_KEY = "load-admin"
-
-
-def a_transaction() -> dict[str, Any]:
-    return {
-        "timestamp": "2026-02-01T10:15:00",
-        "amount": 42.5,
-        "merchant_category": "grocery",
-        "country": "US",
-        "channel": "pos",
-        "card_present": True,
-        "hour": 10,
-        "distance_from_home_km": 3.2,
-        "txn_count_1h": 0,
-        "txn_count_24h": 2,
-    }
 
 
 def _csv(rows: list[dict[str, Any]]) -> bytes:
@@ -75,7 +62,7 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
 def request_mix(rng: random.Random) -> tuple[str, str, bytes, str]:
     """(kind, path, body, content type) of one request of the mix."""
     roll = rng.random()
-    row = a_transaction()
+    row: dict[str, Any] = example_transaction()
     row["amount"] = round(rng.uniform(1, 500), 2)
     if roll < 0.45:
         return "score", "/score", json.dumps(row).encode(), "application/json"

@@ -33,11 +33,13 @@ import torch
 from fraudvae.detector import ScoreResult, VAEDetector
 from fraudvae.exceptions import ConfigurationError, DataFileError
 from fraudvae.io import (
+    CSV_BLOCK,
     MalformedLines,
     atomic_path,
     check_header,
     csv_header,
     csv_options,
+    describe_csv_error,
     file_format,
     line_numbers,
     typed_frame,
@@ -87,10 +89,6 @@ class Chunk:
     malformed: list[tuple[int, str]]
 
 
-#: Arrow's CSV block: one line (one record) must fit in it.
-CSV_BLOCK = 1 << 20
-
-
 def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Iterator[Chunk]:
     """Yield the input in chunks of ``chunk_rows`` rows.
 
@@ -128,7 +126,7 @@ def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Ite
     try:
         header = csv_header(str(path), read, parse, repr(str(path)))
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataFileError(f"Cannot read {str(path)!r} as CSV: {printable(str(exc).splitlines()[0], 200)}") from exc
+        raise DataFileError(f"Cannot read {str(path)!r} as CSV: {describe_csv_error(exc, 2)}") from exc
     check_header(header, f"The header of {str(path)!r}")
     missing = [c for c in needed if c not in header]
     if missing:
@@ -175,13 +173,7 @@ def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Ite
                 pending_rows = rest
     except (pa.ArrowInvalid, OSError) as exc:
         near = int(line_numbers(rows_done + pending_rows, 1, malformed.lines)[0])
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "straddling" in text:
-            text = (
-                f"a line is longer than the {CSV_BLOCK >> 20} MiB read block (expected transaction rows "
-                "shorter than that; look for a missing closing quote or an oversized value)"
-            )
-        raise DataFileError(f"Cannot read {str(path)!r} near line {near}: {printable(text, 300)}") from exc
+        raise DataFileError(f"Cannot read {str(path)!r}: {describe_csv_error(exc, near)}") from exc
     finally:
         source.close()
         raw.close()

@@ -16,7 +16,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["LABEL_COLUMN", "make_transactions"]
+__all__ = ["LABEL_COLUMN", "example_transaction", "make_transactions"]
+
+
+def example_transaction() -> dict[str, object]:
+    """One ordinary transaction of the demo schema, as a client sends it (tests, benchmarks, docs)."""
+    return {
+        "timestamp": "2026-02-01T10:15:00",
+        "amount": 42.5,
+        "merchant_category": "grocery",
+        "country": "US",
+        "channel": "pos",
+        "card_present": True,
+        "hour": 10,
+        "distance_from_home_km": 3.2,
+        "txn_count_1h": 0,
+        "txn_count_24h": 2,
+    }
+
 
 LABEL_COLUMN = "is_fraud"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,7 @@ __all__ = [
     "check_header",
     "csv_header",
     "csv_options",
+    "describe_csv_error",
     "file_format",
     "line_numbers",
     "read_csv_bytes",
@@ -114,6 +116,33 @@ class MalformedLines:
         return len(self.lines)
 
 
+#: Arrow's own message when it could not hand a malformed line to the handler: pyarrow
+#: decodes the line's text before calling it, and a line that is not UTF-8 fails there
+#: (found by benchmarks/fuzz.py; pyarrow reports it as an "unraisable" exception).
+_UNHANDLED_ROW = re.compile(r"CSV parse error: Row #(\d+): Expected (\d+) columns, got (\d+)")
+
+
+def describe_csv_error(exc: Exception, near: int) -> str:
+    """Arrow's read error in our words, with our line number."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    found = _UNHANDLED_ROW.search(text)
+    if found:
+        return (
+            f"line {found.group(1)} has {found.group(3)} fields, expected {found.group(2)}, and is not valid "
+            "UTF-8 text; fix or remove that line (a line with only one of these faults is rejected, not fatal)"
+        )
+    if "straddling" in text:
+        return (
+            f"near line {near}, a line is longer than the read block (expected transaction rows of at most "
+            f"{CSV_BLOCK >> 20} MiB; look for a missing closing quote or an oversized value)"
+        )
+    return f"near line {near}: {printable(text, 300)}"
+
+
+#: Arrow's CSV block in the batch job: one line (one record) must fit in it.
+CSV_BLOCK = 1 << 20
+
+
 def line_numbers(first_row: int, n: int, skipped: list[int]) -> np.ndarray:
     """Line numbers of data rows ``first_row .. first_row + n - 1`` (0-based, in read order).
 
@@ -170,9 +199,7 @@ def read_csv_bytes(body: bytes, name: str = "body.csv") -> tuple[pa.Table, Malfo
         _, _, convert = csv_options(name, header, read.block_size, malformed)
         table = pacsv.read_csv(pa.BufferReader(body), read_options=read, parse_options=parse, convert_options=convert)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataFileError(
-            f"Cannot read the CSV: {printable(str(exc).splitlines()[0] if str(exc) else exc, 200)}"
-        ) from exc
+        raise DataFileError(f"Cannot read the CSV: {describe_csv_error(exc, 0)}") from exc
     return table, malformed
 
 

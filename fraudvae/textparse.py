@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 __all__ = [
     "NUMBER_PATTERN",
     "decode_column",
+    "encodes_utf8",
     "invalid_text_mask",
     "parse_numbers",
     "printable",
@@ -128,10 +129,11 @@ def invalid_text_mask(values: Iterable[Any]) -> np.ndarray:
         return np.zeros(len(obj), dtype=bool)
     except (pa.ArrowException, UnicodeEncodeError, TypeError):
         pass
-    return np.fromiter((isinstance(v, str) and not _encodes(v) for v in obj), dtype=bool, count=len(obj))
+    return np.fromiter((isinstance(v, str) and not encodes_utf8(v) for v in obj), dtype=bool, count=len(obj))
 
 
-def _encodes(text: str) -> bool:
+def encodes_utf8(text: str) -> bool:
+    """False for a string with a lone surrogate (it cannot be written as UTF-8)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

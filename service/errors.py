@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fraudvae.exceptions import ArtifactError, DataFileError, FraudVAEError, SchemaError
-from fraudvae.textparse import printable
+from fraudvae.textparse import encodes_utf8, printable
 
 log = logging.getLogger("fraudvae.service")
 
@@ -69,17 +69,9 @@ def _short(value: Any) -> Any:
         return value
     if isinstance(value, float) and math.isfinite(value):
         return value
-    if isinstance(value, str) and len(value) <= 80 and value.isprintable() and _encodes(value):
+    if isinstance(value, str) and len(value) <= 80 and value.isprintable() and encodes_utf8(value):
         return value
     return printable(value, 80)
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def json_safe(value: Any, depth: int = 0) -> Any:
@@ -90,7 +82,7 @@ def json_safe(value: Any, depth: int = 0) -> Any:
         return {str(_short(str(k))): json_safe(v, depth + 1) for k, v in list(value.items())[:200]}
     if isinstance(value, list | tuple):
         return [json_safe(v, depth + 1) for v in list(value)[:200]]
-    if isinstance(value, str) and _encodes(value):
+    if isinstance(value, str) and encodes_utf8(value):
         return value if len(value) <= 2000 else value[:1997] + "..."
     return _short(value)
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from fraudvae import VAEDetector
-from fraudvae.datasets import LABEL_COLUMN, make_transactions
+from fraudvae.datasets import LABEL_COLUMN, example_transaction, make_transactions
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Real labelled data lives beside the project, never inside it.
@@ -75,15 +75,4 @@ def other_model_dir(normal_train: pd.DataFrame, tmp_path_factory: pytest.TempPat
 
 
 def a_transaction() -> dict[str, object]:
-    return {
-        "timestamp": "2026-02-01T10:15:00",
-        "amount": 42.5,
-        "merchant_category": "grocery",
-        "country": "US",
-        "channel": "pos",
-        "card_present": True,
-        "hour": 10,
-        "distance_from_home_km": 3.2,
-        "txn_count_1h": 0,
-        "txn_count_24h": 2,
-    }
+    return example_transaction()
