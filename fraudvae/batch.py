@@ -46,6 +46,7 @@ from fraudvae.io import (
 )
 from fraudvae.schema import Schema
 from fraudvae.textparse import printable
+from fraudvae.threads import available_cpus, requested_threads
 
 __all__ = ["BatchSummary", "result_columns", "run_batch", "score_file"]
 
@@ -349,7 +350,9 @@ def score_file(
     # parallel keep the cores busier than one chunk's operations split across them.
     # Scores do not depend on the thread count (see ``fraudvae.scoring``).
     threads = torch.get_num_threads()
-    workers = max(1, min(threads, _MAX_WORKERS))
+    # One single-threaded worker per CPU this process may use (affinity, cgroup quota),
+    # unless FRAUDVAE_TORCH_THREADS / --threads says otherwise.
+    workers = max(1, min(requested_threads(None) or available_cpus(), _MAX_WORKERS))
     prepared = (
         (part, det._prepare_rows(part.frame, "collect", warn_extra=False))
         for part in _chunks(src, det.schema_, keep, chunk_rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 import warnings
@@ -16,6 +17,7 @@ from typing import Any
 
 from fraudvae._version import __version__
 from fraudvae.exceptions import ConfigurationError, FraudVAEError
+from fraudvae.threads import ENV_VAR
 from fraudvae.training import EpochLog
 
 __all__ = ["main"]
@@ -263,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-compare", action="store_true", help="skip fitting the comparison detectors on the test split")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _threads_option(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
@@ -284,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated input columns (ids) copied into scores.csv and the report's top rows, to join "
         "results back (default: the columns training dropped, such as an id, when present)",
     )
+    _threads_option(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
@@ -298,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=40_000, help="transactions to generate (default 40000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the model (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _threads_option(p)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
@@ -323,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["local", "spark"], default="local", help="local streaming (default) or Spark")
     p.add_argument("--master", default="local[2]", help="Spark master with --engine spark (default local[2])")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _threads_option(p)
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser(
@@ -335,13 +341,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1, or FRAUDVAE_HOST)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000, or FRAUDVAE_PORT)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default 1, or FRAUDVAE_WORKERS)")
+    _threads_option(p)
     p.set_defaults(func=_cmd_serve)
     return parser
+
+
+def _threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads (default: FRAUDVAE_TORCH_THREADS, else chosen from the work and the CPUs this "
+        "process may use; 1 for usual sizes, which stays fast on a busy machine)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            parser.error(f"--threads {args.threads} is invalid; expected a positive number of threads")
+        os.environ[ENV_VAR] = str(args.threads)  # read by fitting, the batch job and the service alike
     try:
         with warnings.catch_warnings():
             # Library warnings (ignored columns, label-like names) become one readable line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import platform
 from collections.abc import Callable, Mapping
@@ -31,6 +32,7 @@ from fraudvae.model import Inputs, TabularVAE, design_tensor, design_to_feature
 from fraudvae.preprocessing import Encoded, Preprocessor, expand_features
 from fraudvae.schema import Schema, as_frame, check_training_frame, infer_schema
 from fraudvae.scoring import Components, PPCAParams, row_sum, score_ppca, score_vae, standard_normal_draws
+from fraudvae.threads import choose_threads, torch_threads
 from fraudvae.training import EpochLog, TrainConfig, train
 
 __all__ = ["LATENT", "SCORINGS", "ScoreResult", "VAEDetector"]
@@ -194,6 +196,12 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         to get its own category (rarer ones share the ``<other>`` bucket with unseen ones).
     device : str
         ``"auto"`` trains on a GPU when one is present; scoring always runs on the CPU.
+    n_jobs : int or None
+        Torch threads for fitting and scoring. ``None`` (default): ``FRAUDVAE_TORCH_THREADS``
+        if set, else chosen from the work and the CPUs this process may use (affinity and
+        cgroup quota): one thread for this model's usual sizes, where a second one saves
+        little idle and costs several-fold on a busy machine (see :mod:`fraudvae.threads`).
+        A runtime setting: it is not saved with the model. Scores do not depend on it.
     random_state : int or None
         Seed of the split, the initial weights, training and the score draws.
     verbose : bool
@@ -222,6 +230,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         max_categories: int = 100,
         min_category_count: int = 5,
         device: str = "auto",
+        n_jobs: int | None = None,
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
@@ -245,6 +254,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.max_categories = max_categories
         self.min_category_count = min_category_count
         self.device = device
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -424,14 +434,19 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             if epoch_callback is not None:
                 epoch_callback(log)
 
-        history = train(
-            module,
-            _to_inputs(enc_train, device),
-            _to_inputs(enc_val, device),
-            config,
-            torch.Generator().manual_seed(seed),
-            on_epoch,
-        )
+        widths = [module.input_dim, *self.hidden_dims, 2 * latent]
+        layer_products = sum(a * b for a, b in itertools.pairwise(widths))
+        # Forward and backward through encoder and decoder: about 12 flops per weight and row.
+        threads = choose_threads(12.0 * batch * layer_products, self.n_jobs)
+        with torch_threads(threads):
+            history = train(
+                module,
+                _to_inputs(enc_train, device),
+                _to_inputs(enc_val, device),
+                config,
+                torch.Generator().manual_seed(seed),
+                on_epoch,
+            )
         self.history_ = [h.as_dict() for h in history]
         self.train_config_ = {k: v for k, v in config.__dict__.items()}
         self.module_ = module.cpu().eval()
@@ -890,6 +905,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         if reserved:
             raise ConfigurationError(f"extra_documents cannot use the reserved name(s) {sorted(reserved)}.")
         params = self.get_params()
+        params.pop("n_jobs")  # a runtime setting of this machine, not of the model
         params["hidden_dims"] = list(params["hidden_dims"])
         params["column_types"] = dict(params["column_types"]) if params["column_types"] else None
         if self.kind == "ppca":
