@@ -122,8 +122,10 @@ def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Ite
             yield Chunk(frame, np.arange(line, line + batch.num_rows), (line - 1 + batch.num_rows) / total, [])
             line += batch.num_rows
         return
-    malformed = MalformedLines()
-    read, parse, _ = csv_options(path.name, None, 1 << 16, malformed)
+    # The header is read with the same block as the rows: a long first row must not fail
+    # here when the main read would take it. Malformed lines met here are dropped (the
+    # main read meets them again).
+    read, parse, _ = csv_options(path.name, None, CSV_BLOCK, MalformedLines())
     try:
         header = csv_header(str(path), read, parse, repr(str(path)))
     except (pa.ArrowInvalid, OSError) as exc:

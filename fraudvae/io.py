@@ -194,7 +194,7 @@ def read_csv_bytes(body: bytes, name: str = "body.csv") -> tuple[pa.Table, Malfo
     malformed = MalformedLines()
     read, parse, _ = csv_options(name, None, max(len(body) + 1, 1 << 16), malformed)
     try:
-        header = _header(body, read, parse)
+        header = _header(body, read, name)
         check_header(header, "The CSV header")
         _, _, convert = csv_options(name, header, read.block_size, malformed)
         table = pacsv.read_csv(pa.BufferReader(body), read_options=read, parse_options=parse, convert_options=convert)
@@ -203,8 +203,20 @@ def read_csv_bytes(body: bytes, name: str = "body.csv") -> tuple[pa.Table, Malfo
     return table, malformed
 
 
-def _header(body: bytes, read: Any, parse: Any) -> list[str]:
-    return csv_header(pa.BufferReader(body), read, parse, "the CSV")
+def _header(body: bytes, read: Any, name: str) -> list[str]:
+    """The column names, parsed from the first line only (the body is parsed once, later).
+
+    Malformed lines met here go to a collector of their own, so the full read reports
+    each once. A header holding a quoted line break does not parse alone: then the
+    whole body is read for it.
+    """
+    ends = [i for i in (body.find(b"\n"), body.find(b"\r")) if i >= 0]
+    first = body[: min(ends) + 1] if ends else body
+    _, parse, _ = csv_options(name, None, read.block_size, MalformedLines())
+    try:
+        return csv_header(pa.BufferReader(first), read, parse, "the CSV")
+    except pa.ArrowInvalid:
+        return csv_header(pa.BufferReader(body), read, parse, "the CSV")
 
 
 def csv_header(source: Any, read: Any, parse: Any, where: str) -> list[str]:

@@ -534,3 +534,21 @@ def test_detector_scores_hostile_frames_without_crashing(fitted: VAEDetector) ->
     frame["amount"] = [t for _, t in CELLS]
     result = fitted.score_frame(frame, errors="collect")
     assert len(result) + len(result.rejected) == len(CELLS)
+
+
+def test_regression_malformed_line_in_a_request_was_reported_twice(client: TestClient) -> None:
+    """The header was read by parsing the whole body with the same collector as the rows,
+    so each malformed line of a text/csv body was listed twice (and the body parsed twice)."""
+    body = csv_bytes([a_transaction(), a_transaction()]) + b"1,2,3\n" + csv_bytes([a_transaction()]).split(b"\n", 1)[1]
+    r = client.post("/batch_score", content=body, headers={"content-type": "text/csv"})
+    assert r.status_code == 422
+    assert [d["message"][:7] for d in r.json()["detail"]] == ["line 4:"]
+
+
+def test_regression_long_first_row_failed_the_batch_header_read(model_dir: Path, tmp_path: Path) -> None:
+    """The batch job read the header with a 64 KB block and the rows with a 1 MiB one: a first
+    row of 500 KB stopped the job ("straddling object") although the row read takes it."""
+    src = tmp_path / "in.csv"
+    src.write_bytes(csv_bytes([with_cell("country", "x" * 500_000), a_transaction()]))
+    summary = score_file(model_dir, src, tmp_path / "out.csv")
+    assert (summary.rows_read, summary.rows_scored) == (2, 2)
