@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -176,8 +177,7 @@ def csv_options(
 
 def check_header(names: list[str], where: str) -> None:
     """Refuse a header that names a column twice (arrow would keep only one of them)."""
-    seen: set[str] = set()
-    twice = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
+    twice = [n for n, count in Counter(names).items() if count > 1]
     if twice:
         raise DataFileError(
             f"{where} names column(s) {sorted(set(twice))[:10]} more than once; expected each column once. "
