@@ -47,6 +47,26 @@ IWAE_DEFAULT_DRAWS = 16
 MIN_ROWS = 10
 #: Gradient steps the automatic epoch count aims at (early stopping usually ends sooner).
 TARGET_STEPS = 2000
+#: Fewest epochs of the automatic schedule; with ``TARGET_STEPS`` it caps the steps per epoch.
+MIN_EPOCHS = 20
+#: Rows per step of the automatic schedule below ``TARGET_STEPS // MIN_EPOCHS * 256`` rows.
+SMALL_BATCH = 256
+#: Largest automatic batch (reached at 204,800 training rows; larger data gets longer epochs).
+MAX_BATCH = 2048
+
+
+def default_batch_size(n: int) -> int:
+    """Rows per gradient step when ``batch_size`` is None.
+
+    A tenth of the rows, between 16 and 256, up to 25,600 rows. Beyond that the
+    batch grows with the rows so that an epoch is at most ``TARGET_STEPS / MIN_EPOCHS``
+    steps: every automatic fit then takes about the same number of optimizer steps,
+    and large data buys larger, cheaper-per-row steps rather than more of them (a
+    256-row step spends most of its time in per-operation overhead, not arithmetic;
+    BENCHMARKS.md, fit time).
+    """
+    small = int(np.clip(n // 10, 16, SMALL_BATCH))
+    return int(min(MAX_BATCH, max(small, math.ceil(n / (TARGET_STEPS // MIN_EPOCHS)))))
 
 
 def _to_inputs(enc: Encoded, device: torch.device, dtype: torch.dtype = torch.float32) -> Inputs:
@@ -168,9 +188,12 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         Widths of the encoder layers (the decoder mirrors them).
     max_epochs, batch_size : int or None
         ``None`` scales them with the number of rows (about 2,000 gradient steps,
-        at least 20 epochs, fewer when early stopping ends training).
+        at least 20 epochs, fewer when early stopping ends training; batches of a
+        tenth of the rows up to 256, and beyond 25,600 rows large enough that an
+        epoch is 100 steps, at most 2,048 rows: see :func:`default_batch_size`).
     learning_rate, weight_decay : float
-        AdamW settings.
+        AdamW settings. An automatic batch larger than 256 rows scales the learning
+        rate by ``batch / 256`` (at most 8x); ``train_config_`` records the rate used.
     beta, kl_warmup_epochs, free_bits : float, int, float
         KL weight, the epochs over which it ramps from 0, and the per-dimension KL
         floor (nats) that keeps the posterior from collapsing.
@@ -413,13 +436,19 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             device = torch.device(self.device)
         module = self._build_module().to(device)
         n = len(enc_train)
-        batch = int(self.batch_size) if self.batch_size else int(np.clip(n // 10, 16, 256))
+        batch = int(self.batch_size) if self.batch_size else default_batch_size(n)
         steps = math.ceil(n / batch)
-        epochs = int(self.max_epochs) if self.max_epochs else int(np.clip(math.ceil(TARGET_STEPS / steps), 20, 400))
+        epochs = (
+            int(self.max_epochs) if self.max_epochs else int(np.clip(math.ceil(TARGET_STEPS / steps), MIN_EPOCHS, 400))
+        )
+        # Larger automatic batches take fewer steps per epoch; the linear scaling rule
+        # (Goyal et al., 2017) keeps each row's share of an epoch's progress. The
+        # square-root rule lost AUPRC on large data (BENCHMARKS.md, large training sets).
+        lr = self.learning_rate * (batch / SMALL_BATCH if not self.batch_size and batch > SMALL_BATCH else 1.0)
         config = TrainConfig(
             max_epochs=epochs,
             batch_size=batch,
-            learning_rate=self.learning_rate,
+            learning_rate=lr,
             weight_decay=self.weight_decay,
             beta=self.beta,
             kl_warmup_epochs=min(self.kl_warmup_epochs, epochs),
