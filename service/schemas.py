@@ -40,7 +40,9 @@ def _field_type(spec: ColumnSpec) -> Any:
         t = StrictStr
     elif spec.kind == "datetime":
         t = DateTime
-    elif spec.levels == (False, True):
+    elif all(isinstance(level, bool) for level in spec.levels):
+        # Not ``levels == (False, True)``: that also holds for a 0/1 integer column
+        # (0 == False), whose requests carry 0 and 1, not booleans.
         t = StrictBool
     else:
         t = Literal[tuple(spec.levels)]  # type: ignore[misc]

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -272,3 +273,18 @@ def test_null_where_training_never_had_one_is_scored_and_named(client: TestClien
     assert field in named
     normal = client.post("/score", json=a_transaction()).json()["anomaly_score"]
     assert r.json()["anomaly_score"] > normal
+
+
+def test_integer_binary_column_accepts_0_and_1_regression(tmp_path: Path) -> None:
+    """A 0/1 integer column was validated as a boolean (0 == False), so the 0 and 1 its error promised got 422."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"amount": rng.normal(size=400), "flag": rng.integers(0, 2, 400), "ok": rng.random(400) < 0.5})
+    VAEDetector(random_state=0, max_epochs=2).fit(frame).save(str(tmp_path / "m"))
+    with make_client(tmp_path / "m") as c:
+        for flag in (0, 1):
+            assert c.post("/score", json={"amount": 0.1, "flag": flag, "ok": True}).status_code == 200
+        r = c.post("/score", json={"amount": 0.1, "flag": 2, "ok": True})
+        assert r.status_code == 422
+        assert _detail(r)[0]["field"] == "flag" and _detail(r)[0]["expected"] == "one of [0, 1] or null"
+        r = c.post("/score", json={"amount": 0.1, "flag": 1, "ok": 1})
+        assert r.status_code == 422 and _detail(r)[0]["field"] == "ok"
