@@ -4,18 +4,24 @@ In one run: `/score` p50/p99 and requests/s at concurrency 1 and 16 beside `/hea
 same app (the framework's floor), and `/batch_score` rows/s for 1,000-row batches beside
 in-process scoring of the same rows. Request loops are bounded; only 127.0.0.1 is used.
 
+Also p99 and requests/s at concurrency 16 with 1 and 2 workers, and where a request's
+server-side time goes, step by step, measured in process in the same run.
+
 Run: .venv/bin/python benchmarks/service.py   (about 2 minutes)
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -26,6 +32,7 @@ import pandas as pd
 from benchmarks.markdown import replace_section
 from fraudvae import VAEDetector
 from fraudvae.datasets import LABEL_COLUMN, make_transactions
+from fraudvae.threads import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAUDVAE = str(Path(sys.executable).with_name("fraudvae"))
@@ -56,6 +63,71 @@ async def _load(url: str, method: str, payload: object, concurrency: int, total:
     return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "rps": total / elapsed}
 
 
+def _start(model: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [FRAUDVAE, "serve", "--model", str(model), "--port", str(port), "--workers", str(workers)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return proc, url
+
+
+def _timed(fn: Callable[[], object], repeat: int) -> float:
+    """Median milliseconds of ``fn`` over ``repeat`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1000)
+
+
+def _steps(model: Any, payload: object, size: int) -> dict[str, Callable[[], object]]:
+    """The server-side steps of a request for ``payload``, each callable alone on its predecessor's output."""
+    from service.app import _json_response, _parse_json, _row_results, _rows_to_frame
+
+    det = model.detector
+    body = json.dumps(payload).encode()
+    parsed = _parse_json(body)
+    adapter = model.row_adapter if size == 1 else model.batch_adapter
+    validated = adapter.validate_python(parsed)
+    listed = [validated] if size == 1 else validated
+    frame = _rows_to_frame(listed, model)
+    prepared = det._prepare_rows(frame, "raise", False)
+    result = det._score_rows(prepared, None, True, 3)
+    response = {"results": _row_results(result, 3)}
+    return {
+        "parse JSON": lambda: _parse_json(body),
+        "validate (pydantic)": lambda: adapter.validate_python(parsed),
+        "rows to a DataFrame": lambda: _rows_to_frame(listed, model),
+        "validate and encode (detector)": lambda: det._prepare_rows(frame, "raise", False),
+        "score (256-row padded chunks)": lambda: det._score_rows(prepared, None, True, 0),
+        "score and explain top 3": lambda: det._score_rows(prepared, None, True, 3),
+        "result rows": lambda: _row_results(result, 3),
+        "serialize JSON": lambda: _json_response(response),
+    }
+
+
+def _pieces(model_dir: Path, rows: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
+    """Server-side steps of a request, in process (one thread, as a worker): (step, 1 row ms, 1,000 rows ms)."""
+    from service.app import load_model
+
+    model = load_model(model_dir)
+    with torch_threads(1):
+        one = {name: _timed(fn, 300) for name, fn in _steps(model, rows[0], 1).items()}
+        many = {name: _timed(fn, 20) for name, fn in _steps(model, rows, len(rows)).items()}
+    return [(name, one[name], many[name]) for name in one]
+
+
 def main() -> int:
     data = make_transactions(12_000, random_state=3)
     features = data.drop(columns=[LABEL_COLUMN, "transaction_id"])
@@ -64,54 +136,64 @@ def main() -> int:
         {k: (v.isoformat() if isinstance(v, pd.Timestamp) else (None if v != v else v)) for k, v in r.items()}
         for r in features.iloc[:1000].to_dict(orient="records")
     ]
+    results: dict[tuple[str, int, int], dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "model"
         det = VAEDetector(random_state=0).fit(normal.iloc[:10_000])
         det.save(str(model))
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        proc = subprocess.Popen(
-            [FRAUDVAE, "serve", "--model", str(model), "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            results = {}
-            for conc, total in ((1, 400), (16, 1600)):
-                asyncio.run(_load(url, "/health", None, conc, 50))  # warm-up
-                results[("health", conc)] = asyncio.run(_load(url, "/health", None, conc, total))
-                results[("score", conc)] = asyncio.run(_load(url, "/score", rows[0], conc, total))
-            asyncio.run(_load(url, "/batch_score", rows, 1, 3))  # warm-up, as for the other endpoints
-            batch = asyncio.run(_load(url, "/batch_score", rows, 1, 20))
-            frame = pd.DataFrame(rows)
-            det.score_frame(frame, explain_top_k=3)  # warm-up
-            started = time.perf_counter()
-            for _ in range(20):
-                det.score_frame(frame, explain_top_k=3)
-            in_process = 20 * 1000 / (time.perf_counter() - started)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        for workers in (1, 2):
+            proc, url = _start(model, workers)
+            try:
+                for conc, total in ((1, 400), (16, 1600)):
+                    if workers == 2 and conc == 1:
+                        continue
+                    asyncio.run(_load(url, "/health", None, conc, 50))  # warm-up
+                    results[("health", conc, workers)] = asyncio.run(_load(url, "/health", None, conc, total))
+                    results[("score", conc, workers)] = asyncio.run(_load(url, "/score", rows[0], conc, total))
+                if workers == 1:
+                    asyncio.run(_load(url, "/batch_score", rows, 1, 3))  # warm-up, as for the other endpoints
+                    batch = asyncio.run(_load(url, "/batch_score", rows, 1, 20))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        frame = pd.DataFrame(rows)
+        det.score_frame(frame, explain_top_k=3)  # warm-up
+        started = time.perf_counter()
+        for _ in range(20):
+            det.score_frame(frame, explain_top_k=3)
+        in_process = 20 * 1000 / (time.perf_counter() - started)
+        pieces = _pieces(model, rows)
     lines = [
-        "| endpoint | concurrency | p50 ms | p99 ms | requests/s | p50 / `/health` p50 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| endpoint | workers | concurrency | p50 ms | p99 ms | requests/s | p50 / `/health` p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for conc in (1, 16):
-        h, s = results[("health", conc)], results[("score", conc)]
-        lines.append(f"| `/health` | {conc} | {h['p50']:.2f} | {h['p99']:.2f} | {h['rps']:,.0f} | 1.00 |")
-        lines.append(
-            f"| `/score` | {conc} | {s['p50']:.2f} | {s['p99']:.2f} | {s['rps']:,.0f} | {s['p50'] / h['p50']:.2f} |"
-        )
+    for endpoint, conc, workers in results:
+        if endpoint != "score":
+            continue
+        h, s = results[("health", conc, workers)], results[("score", conc, workers)]
+        for label, r in (("`/health`", h), ("`/score`", s)):
+            lines.append(
+                f"| {label} | {workers} | {conc} | {r['p50']:.2f} | {r['p99']:.2f} | {r['rps']:,.0f} | "
+                f"{r['p50'] / h['p50']:.2f} |"
+            )
     http_rows = batch["rps"] * 1000
     lines.append(
-        f"\n`/batch_score`, 1,000-row JSON batches: {http_rows:,.0f} rows/s over HTTP vs {in_process:,.0f} rows/s "
-        f"in process (same rows, same explain_top_k=3): ratio {http_rows / in_process:.2f} (target >= 0.5)."
+        f"\n`/batch_score`, 1,000-row JSON batches, 1 worker: {http_rows:,.0f} rows/s over HTTP vs "
+        f"{in_process:,.0f} rows/s in process (same rows, same explain_top_k=3): ratio "
+        f"{http_rows / in_process:.2f} (target >= 0.5)."
+    )
+    lines += [
+        "",
+        "Where a request's server-side time goes (each step alone, in process, one torch thread, median ms):",
+        "",
+        "| step | 1 row (`/score`) | 1,000 rows (`/batch_score`) |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {name} | {one:.2f} | {many:.2f} |" for name, one, many in pieces]
+    lines.append(
+        f"\nOver HTTP, 1 worker, concurrency 1: `/score` p50 {results[('score', 1, 1)]['p50']:.2f} ms, "
+        f"`/health` p50 {results[('health', 1, 1)]['p50']:.2f} ms; one 1,000-row batch "
+        f"{1000 / batch['rps']:.1f} ms."
     )
     text = "\n".join(lines) + "\n"
     print(text)
