@@ -20,7 +20,6 @@ Run:  .venv/bin/python benchmarks/contention.py      (about 10 minutes)
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,12 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 import numpy as np
 
+from benchmarks import load
 from benchmarks.markdown import replace_section
 from benchmarks.synthetic import wide_table
 from fraudvae import VAEDetector
 
 ROOT = Path(__file__).resolve().parents[1]
-FRAUDVAE = str(Path(sys.executable).with_name("fraudvae"))
+FRAUDVAE = load.FRAUDVAE
 FIT = """
 import sys, time, warnings
 import numpy as np
@@ -94,29 +94,11 @@ def _batch(model: Path, data: Path, out: Path) -> Callable[[list[str]], float]:
     return run
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _score_p50(model: Path, row: dict[str, object]) -> Callable[[list[str]], float]:
     def run(prefix: list[str]) -> float:
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen(
-            [*prefix, FRAUDVAE, "serve", "--model", str(model), "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        server, url = load.start(model, prefix=prefix, quiet=False)
         try:
             with httpx.Client(base_url=url, timeout=30) as client:
-                for _ in range(300):
-                    try:
-                        if client.get("/ready").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        time.sleep(0.2)
                 for _ in range(30):
                     client.post("/score", json=row).raise_for_status()
                 latencies = []
@@ -125,8 +107,7 @@ def _score_p50(model: Path, row: dict[str, object]) -> Callable[[list[str]], flo
                     client.post("/score", json=row).raise_for_status()
                     latencies.append(time.perf_counter() - started)
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            load.stop(server)
         return float(np.percentile(latencies, 50) * 1000)
 
     return run

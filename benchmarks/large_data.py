@@ -37,8 +37,7 @@ def main() -> int:
     for name in NAMES:
         X, y = protocol.load(name)
         for seed in SEEDS:
-            protocol.MAX_TRAIN_NORMAL = MAX_TRAIN
-            s = protocol.split(name, X, y, seed)
+            s = protocol.split(name, X, y, seed, max_train=MAX_TRAIN)
             for label, batch in (("automatic", None), ("256 (before)", 256)):
                 started = time.perf_counter()
                 det = VAEDetector(random_state=seed, batch_size=batch).fit(s.X_train)

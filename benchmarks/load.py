@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,11 +160,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(model_dir: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
+def start(
+    model_dir: Path, workers: int = 1, *, prefix: Sequence[str] = (), quiet: bool = True
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A ready ``fraudvae serve`` on a free loopback port, and its URL.
+
+    ``prefix`` runs it under another command (``taskset -c 0``); ``quiet=False`` keeps the
+    default log level (access lines), as a deployment runs it.
+    """
     port = free_port()
-    env = {**os.environ, "FRAUDVAE_ADMIN_KEY": ADMIN_KEY, "FRAUDVAE_LOG_LEVEL": "warning"}
+    env = {**os.environ, "FRAUDVAE_ADMIN_KEY": ADMIN_KEY}
+    if quiet:
+        env["FRAUDVAE_LOG_LEVEL"] = "warning"
     proc = subprocess.Popen(
-        [FRAUDVAE, "serve", "--model", str(model_dir), "--port", str(port), "--workers", str(workers)],
+        [*prefix, FRAUDVAE, "serve", "--model", str(model_dir), "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -59,11 +59,12 @@ class Split:
     y_test: np.ndarray
 
 
-def split(name: str, X: pd.DataFrame, y: np.ndarray, seed: int) -> Split:
+def split(name: str, X: pd.DataFrame, y: np.ndarray, seed: int, max_train: int = MAX_TRAIN_NORMAL) -> Split:
+    """The protocol's split; ``max_train`` other than the protocol's cap only for measurements beyond it."""
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.5, stratify=y, random_state=seed)
     normal = X_tr[y_tr == 0]
-    if len(normal) > MAX_TRAIN_NORMAL:
-        normal = normal.iloc[np.random.default_rng(seed).choice(len(normal), MAX_TRAIN_NORMAL, replace=False)]
+    if len(normal) > max_train:
+        normal = normal.iloc[np.random.default_rng(seed).choice(len(normal), max_train, replace=False)]
     if len(X_te) > MAX_TEST:
         X_te, _, y_te, _ = train_test_split(X_te, y_te, train_size=MAX_TEST, stratify=y_te, random_state=seed)
     return Split(name, seed, normal.reset_index(drop=True), X_te.reset_index(drop=True), np.asarray(y_te))

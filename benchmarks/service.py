@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,19 +27,13 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from benchmarks import load
 from benchmarks.markdown import replace_section
 from fraudvae import VAEDetector
 from fraudvae.datasets import LABEL_COLUMN, make_transactions
 from fraudvae.threads import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
-FRAUDVAE = str(Path(sys.executable).with_name("fraudvae"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _load(url: str, method: str, payload: object, concurrency: int, total: int) -> dict[str, float]:
@@ -61,23 +53,6 @@ async def _load(url: str, method: str, payload: object, concurrency: int, total:
         elapsed = time.perf_counter() - started
     ms = np.array(latencies) * 1000
     return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "rps": total / elapsed}
-
-
-def _start(model: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [FRAUDVAE, "serve", "--model", str(model), "--port", str(port), "--workers", str(workers)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    return proc, url
 
 
 def _timed(fn: Callable[[], object], repeat: int) -> float:
@@ -142,7 +117,7 @@ def main() -> int:
         det = VAEDetector(random_state=0).fit(normal.iloc[:10_000])
         det.save(str(model))
         for workers in (1, 2):
-            proc, url = _start(model, workers)
+            proc, url = load.start(model, workers, quiet=False)
             try:
                 for conc, total in ((1, 400), (16, 1600)):
                     if workers == 2 and conc == 1:
@@ -154,8 +129,7 @@ def main() -> int:
                     asyncio.run(_load(url, "/batch_score", rows, 1, 3))  # warm-up, as for the other endpoints
                     batch = asyncio.run(_load(url, "/batch_score", rows, 1, 20))
             finally:
-                proc.terminate()
-                proc.wait(timeout=30)
+                load.stop(proc)
         frame = pd.DataFrame(rows)
         det.score_frame(frame, explain_top_k=3)  # warm-up
         started = time.perf_counter()
