@@ -1,19 +1,20 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make demo   train + evaluate on built-in data (creates .venv on first use)
 #   make test   the whole test suite (also installs Chromium for the browser test)
+#   make check  the fast loop: lint, types, unit tests (not part of set-up)
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint benchmark clean
+.PHONY: demo test check lint benchmark clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU wheel first, pinned exactly: anything else pulls gigabytes of CUDA packages.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev,spark]"
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev,spark,service,report]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,6 +23,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/install-system-deps.sh
 	$(BIN)/python -m pytest
+
+# The fast loop (under two minutes): lint, types and the unit tests (not the slow tier).
+check: lint
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check fraudvae service tests benchmarks

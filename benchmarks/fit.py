@@ -60,11 +60,13 @@ def main() -> int:
     score_s = time.perf_counter() - started
 
     cfg, epochs = det.train_config_, len(det.history_)
-    weights = sum(m.in_features * m.out_features for m in det.module_.modules() if isinstance(m, nn.Linear))
+    weights = sum(
+        m.in_features * m.out_features for m in det.engine_.backend.module.modules() if isinstance(m, nn.Linear)
+    )
     flops = epochs * weights * (6.0 * det.n_train_rows_ + 2.0 * det.n_validation_rows_)
     achieved = flops / train_s / 1e9
     threads = max(threads_seen)
-    first = det.module_.encoder[0]
+    first = det.engine_.backend.module.encoder[0]
     peak = _matmul_gflops(cfg["batch_size"], first.in_features, first.out_features, threads)
     text = (
         "| what | seconds | ratio |\n|---|---:|---:|\n"

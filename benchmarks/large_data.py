@@ -1,7 +1,7 @@
 """Detection beyond the protocol's 20,000-row cap: the automatic batch rule on large training sets.
 
 ``../shared/BENCHMARK.md`` fits on at most 20,000 normal rows, below the 25,600 rows where
-:func:`fraudvae.detector.default_batch_size` starts to grow the batch, so the shared
+:func:`fraudvae.schedule.default_batch_size` starts to grow the batch, so the shared
 benchmark cannot see that rule. Here the two largest shared files are fitted on up to
 100,000 normal rows of their train half (otherwise the protocol's split and test
 sample), once with the automatic batch and once with the 256-row batch of earlier
@@ -24,7 +24,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from benchmarks import protocol
 from benchmarks.markdown import replace_section
 from fraudvae import VAEDetector
-from fraudvae.detector import default_batch_size
+from fraudvae.schedule import default_batch_size
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ("10_cover", "33_skin")

@@ -68,33 +68,33 @@ def _timed(fn: Callable[[], object], repeat: int) -> float:
 
 def _steps(model: Any, payload: object, size: int) -> dict[str, Callable[[], object]]:
     """The server-side steps of a request for ``payload``, each callable alone on its predecessor's output."""
-    from service.app import _json_response, _parse_json, _row_results, _rows_to_frame
+    from fraudvae_service.bodies import json_response, parse_json, row_results, rows_to_frame
 
     det = model.detector
     body = json.dumps(payload).encode()
-    parsed = _parse_json(body)
+    parsed = parse_json(body)
     adapter = model.row_adapter if size == 1 else model.batch_adapter
     validated = adapter.validate_python(parsed)
     listed = [validated] if size == 1 else validated
-    frame = _rows_to_frame(listed, model)
-    prepared = det._prepare_rows(frame, "raise", False)
-    result = det._score_rows(prepared, None, True, 3)
-    response = {"results": _row_results(result, 3)}
+    frame = rows_to_frame(listed, model)
+    prepared = det.prepare(frame, warn_extra=False)
+    result = det.score_prepared(prepared, explain_top_k=3)
+    response = {"results": row_results(result, 3)}
     return {
-        "parse JSON": lambda: _parse_json(body),
+        "parse JSON": lambda: parse_json(body),
         "validate (pydantic)": lambda: adapter.validate_python(parsed),
-        "rows to a DataFrame": lambda: _rows_to_frame(listed, model),
-        "validate and encode (detector)": lambda: det._prepare_rows(frame, "raise", False),
-        "score (256-row padded chunks)": lambda: det._score_rows(prepared, None, True, 0),
-        "score and explain top 3": lambda: det._score_rows(prepared, None, True, 3),
-        "result rows": lambda: _row_results(result, 3),
-        "serialize JSON": lambda: _json_response(response),
+        "rows to a DataFrame": lambda: rows_to_frame(listed, model),
+        "validate and encode (detector)": lambda: det.prepare(frame, warn_extra=False),
+        "score (256-row padded chunks)": lambda: det.score_prepared(prepared),
+        "score and explain top 3": lambda: det.score_prepared(prepared, explain_top_k=3),
+        "result rows": lambda: row_results(result, 3),
+        "serialize JSON": lambda: json_response(response),
     }
 
 
 def _pieces(model_dir: Path, rows: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
     """Server-side steps of a request, in process (one thread, as a worker): (step, 1 row ms, 1,000 rows ms)."""
-    from service.app import load_model
+    from fraudvae_service.app import load_model
 
     model = load_model(model_dir)
     with torch_threads(1):

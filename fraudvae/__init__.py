@@ -2,11 +2,13 @@
 
 Fit :class:`VAEDetector` on normal transactions, calibrate its threshold on held-out
 rows, then score through this API, the HTTP service, the batch job or Spark: all of
-them call :meth:`VAEDetector.score_frame`.
+them call the same two steps, :meth:`VAEDetector.prepare` and
+:meth:`VAEDetector.score_prepared` (together :meth:`VAEDetector.score_frame`).
 """
 
 from fraudvae._version import __version__
-from fraudvae.detector import LATENT, SCORINGS, ScoreResult, VAEDetector
+from fraudvae.detector import VAEDetector
+from fraudvae.engine import PreparedRows
 from fraudvae.exceptions import (
     ArtifactError,
     ColumnProblem,
@@ -19,9 +21,12 @@ from fraudvae.exceptions import (
     IncompatibleArtifactError,
     InsufficientDataError,
     IntegrityError,
+    NotCalibratedError,
     NotFittedError,
     SchemaError,
 )
+from fraudvae.plan import SCORINGS, ScoringPlan
+from fraudvae.results import LATENT, ScoreResult
 from fraudvae.schema import ColumnSpec, Schema
 
 __all__ = [
@@ -39,10 +44,13 @@ __all__ = [
     "IncompatibleArtifactError",
     "InsufficientDataError",
     "IntegrityError",
+    "NotCalibratedError",
     "NotFittedError",
+    "PreparedRows",
     "Schema",
     "SchemaError",
     "ScoreResult",
+    "ScoringPlan",
     "VAEDetector",
     "__version__",
 ]

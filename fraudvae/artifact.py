@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from fraudvae.exceptions import ArtifactError, IncompatibleArtifactError, IntegrityError
 
-__all__ = ["FORMAT_VERSION", "MANIFEST", "read_artifact", "write_artifact"]
+__all__ = ["FORMAT_VERSION", "MANIFEST", "file_sha256", "read_artifact", "write_artifact"]
 
 #: Bumped when a change makes older readers misread new artifacts.
 FORMAT_VERSION = 1
@@ -31,9 +31,10 @@ MANIFEST = "manifest.json"
 TENSORS = "weights.safetensors"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (model files and training data alike)."""
     h = hashlib.sha256()
-    with path.open("rb") as fh:
+    with Path(path).open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -54,7 +55,9 @@ def write_artifact(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor
         files = sorted(p.name for p in tmp.iterdir())
         manifest = {
             "format_version": FORMAT_VERSION,
-            "files": {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files},
+            "files": {
+                name: {"sha256": file_sha256(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files
+            },
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         if target.exists():
@@ -117,7 +120,7 @@ def read_artifact(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor]
             raise IntegrityError(
                 f"{str(f)!r} has {size} bytes, expected {meta['bytes']}: the file is truncated or modified. Re-save the model."
             )
-        if _sha256(f) != meta["sha256"]:
+        if file_sha256(f) != meta["sha256"]:
             raise IntegrityError(
                 f"{str(f)!r} does not match its SHA-256 in {MANIFEST}: the file was modified. Re-save the model."
             )

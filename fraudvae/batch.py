@@ -10,7 +10,6 @@ with their line number and the reason; none is dropped silently.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import queue
 import sys
@@ -30,7 +29,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import torch
 
-from fraudvae.detector import ScoreResult, VAEDetector
+from fraudvae.contract import REJECT_FILE_REASON, REJECT_LINE, output_columns, reject_reason, score_columns
+from fraudvae.detector import VAEDetector
+from fraudvae.engine import PreparedRows
 from fraudvae.exceptions import ConfigurationError, DataFileError
 from fraudvae.io import (
     CSV_BLOCK,
@@ -44,13 +45,15 @@ from fraudvae.io import (
     line_numbers,
     typed_frame,
 )
+from fraudvae.results import ScoreResult
 from fraudvae.schema import Schema
 from fraudvae.textparse import printable
 from fraudvae.threads import available_cpus, requested_threads
 
-__all__ = ["BatchSummary", "result_columns", "run_batch", "score_file"]
+__all__ = ["BatchSummary", "score_file"]
 
-SCORE_COLUMNS = ["anomaly_score", "is_anomaly", "p_value"]
+#: Arrow type of each logical type of the output contract.
+_ARROW = {"float64": pa.float64(), "bool": pa.bool_(), "string": pa.string()}
 #: Most chunks scored at once (one thread each); more would only hold more chunks in memory.
 _MAX_WORKERS = 4
 
@@ -232,21 +235,6 @@ def _prefetched(items: Iterator[Any]) -> Iterator[Any]:
 
 
 # ---------------------------------------------------------------------- writing
-def result_columns(result: ScoreResult, top_k: int) -> dict[str, Any]:
-    """The score columns of a result (shared by the batch job and Spark)."""
-    out: dict[str, Any] = {
-        "anomaly_score": result.anomaly_score,
-        "is_anomaly": np.asarray(result.is_anomaly, dtype=bool),
-        "p_value": result.p_value,
-    }
-    if top_k:
-        tops = result.top_features(top_k)
-        for r in range(top_k):
-            out[f"feature_{r + 1}"] = [t[r]["feature"] if r < len(t) else None for t in tops]
-            out[f"contribution_{r + 1}"] = [t[r]["contribution"] if r < len(t) else None for t in tops]
-    return out
-
-
 class _Writer:
     """Appends tables to a temporary file; ``commit`` renames it onto the target."""
 
@@ -287,8 +275,8 @@ class _Writer:
         self.tmp.unlink(missing_ok=True)
 
 
-def _reason(problems: list[Any]) -> str:
-    return "; ".join(f"{p.column}: found {p.found}, expected {p.expected}" for p in problems)
+def _score(det: VAEDetector, rows: PreparedRows, explain_top_k: int) -> ScoreResult:
+    return det.score_prepared(rows, sampled=False, explain_top_k=explain_top_k)
 
 
 def score_file(
@@ -328,14 +316,16 @@ def score_file(
         frame = part.frame
         positions = result.row_positions if result.row_positions is not None else np.arange(len(frame))
         kept = {c: frame[c].to_numpy()[positions] for c in keep}
-        out.write(pa.table({**kept, **result_columns(result, explain_top_k)}))
-        bad = sorted([(int(part.lines[r]), _reason(result.rejected[r])) for r in result.rejected] + part.malformed)
+        out.write(pa.table({**kept, **score_columns(result, explain_top_k)}))
+        bad = sorted(
+            [(int(part.lines[r]), reject_reason(result.rejected[r])) for r in result.rejected] + part.malformed
+        )
         if bad:
             rejects.write(
                 pa.table(
                     {
-                        "line": pa.array([ln for ln, _ in bad], pa.int64()),
-                        "reason": pa.array([why for _, why in bad], pa.string()),
+                        REJECT_LINE: pa.array([ln for ln, _ in bad], pa.int64()),
+                        REJECT_FILE_REASON: pa.array([why for _, why in bad], pa.string()),
                     }
                 )
             )
@@ -356,7 +346,7 @@ def score_file(
     # unless FRAUDVAE_TORCH_THREADS / --threads says otherwise.
     workers = max(1, min(requested_threads(None) or available_cpus(), _MAX_WORKERS))
     prepared = (
-        (part, det._prepare_rows(part.frame, "collect", warn_extra=False))
+        (part, det.prepare(part.frame, errors="collect", warn_extra=False))
         for part in _chunks(src, det.schema_, keep, chunk_rows)
     )
     try:
@@ -364,7 +354,7 @@ def score_file(
         with ThreadPoolExecutor(workers, "fraudvae-score", torch.set_num_threads, (1,)) as pool:
             in_flight: deque[tuple[Chunk, Future[ScoreResult]]] = deque()
             for part, rows in _prefetched(prepared):
-                in_flight.append((part, pool.submit(det._score_rows, rows, None, False, explain_top_k)))
+                in_flight.append((part, pool.submit(_score, det, rows, explain_top_k)))
                 if len(in_flight) >= workers:  # written in input order
                     part, scored = in_flight.popleft()
                     emit(part, scored.result())
@@ -389,16 +379,10 @@ def score_file(
         out.discard()
     else:
         if out._writer is None:  # an empty input still yields a valid empty output
-            out.write(
-                pa.table(
-                    {
-                        **{c: pa.array([], pa.string()) for c in keep},
-                        "anomaly_score": pa.array([], pa.float64()),
-                        "is_anomaly": pa.array([], pa.bool_()),
-                        "p_value": pa.array([], pa.float64()),
-                    }
-                )
-            )
+            columns = {c: pa.string() for c in keep} | {
+                c: _ARROW[kind] for c, kind in output_columns(explain_top_k).items()
+            }
+            out.write(pa.table({c: pa.array([], t) for c, t in columns.items()}))
         out.commit()
     return summary
 
@@ -420,41 +404,3 @@ def _advance(bar: Any, rows: int, share_read: float) -> None:
     elif share_read >= 1.0:
         bar.total = done
     bar.update(rows)
-
-
-def run_batch(args: argparse.Namespace) -> int:
-    """CLI entry: print the one-line summary; exit 1 when the reject rate is too high."""
-    keep = [c.strip() for c in (args.keep_columns or "").split(",") if c.strip()]
-    if args.engine == "spark":
-        from fraudvae.spark import score_path
-
-        summary = score_path(
-            args.model,
-            args.input,
-            args.output,
-            master=args.master,
-            keep_columns=keep,
-            explain_top_k=args.explain_top_k,
-            max_reject_rate=args.max_reject_rate,
-        )
-    else:
-        summary = score_file(
-            args.model,
-            args.input,
-            args.output,
-            chunk_rows=args.chunk_rows,
-            keep_columns=keep,
-            explain_top_k=args.explain_top_k,
-            max_reject_rate=args.max_reject_rate,
-            progress=not args.quiet,
-        )
-    print(summary.line())
-    if summary.reject_rate > args.max_reject_rate:
-        print(
-            f"fraudvae: error: {summary.rows_rejected} of {summary.rows_read} rows rejected "
-            f"({summary.reject_rate:.2%} > --max-reject-rate {args.max_reject_rate:.2%}); "
-            f"see {args.output}.rejects.csv. {args.output} was not written.",
-            file=sys.stderr,
-        )
-        return 1
-    return 0

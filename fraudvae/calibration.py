@@ -9,9 +9,20 @@ from typing import Any
 
 import numpy as np
 
+from fraudvae.evaluation import evaluate_scores
 from fraudvae.exceptions import ConfigurationError, InsufficientDataError
 
-__all__ = ["conformal_p_values", "threshold_for_fpr", "threshold_from_labels"]
+__all__ = [
+    "SUMMARY_OMITS",
+    "calibrate_scores",
+    "calibration_summary",
+    "conformal_p_values",
+    "threshold_for_fpr",
+    "threshold_from_labels",
+]
+
+#: Bulky calibration fields left out of summaries (GET /model, the report, train output).
+SUMMARY_OMITS = ("reference_scores", "feature_baseline")
 
 
 def conformal_p_values(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -93,3 +104,69 @@ def threshold_from_labels(
     threshold = float(below.max()) if below.size else float(np.nextafter(cut[i], -np.inf))
     threshold = float((threshold + cut[i]) / 2) if below.size else threshold
     return threshold, goal
+
+
+def calibrate_scores(
+    scores: np.ndarray,
+    contributions: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    target_fpr: float | None = None,
+    target_precision: float | None = None,
+    target_recall: float | None = None,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """One scoring plan's calibration: threshold, goal, realized rates, p-value reference, explanation baseline.
+
+    Without ``labels`` (or with ``target_fpr``) the threshold meets ``target_fpr`` on the
+    normal rows with the split-conformal guarantee; when the rows are too few to certify
+    it, ``strict`` refuses and otherwise the highest normal score is used (recorded as
+    ``conformal_guarantee: false``). With ``labels`` (1 = anomaly) it meets
+    ``target_precision`` or ``target_recall``, or maximizes F1. Normal rows become the
+    p-value reference, and their per-feature median contributions the baseline that
+    explanations measure excess against.
+    """
+    normal = np.ones(scores.shape[0], dtype=bool) if labels is None else ~labels
+    normal_scores = scores[normal]
+    if normal_scores.size == 0:
+        raise InsufficientDataError("Calibration needs normal rows; got none.")
+    goal: dict[str, Any]
+    if labels is None or target_fpr is not None:
+        fpr = float(target_fpr if target_fpr is not None else 0.01)
+        try:
+            threshold, guaranteed = threshold_for_fpr(normal_scores, fpr), True
+        except InsufficientDataError:
+            if strict:
+                raise
+            threshold, guaranteed = float(np.max(normal_scores)), False
+        goal = {"target_fpr": fpr, "conformal_guarantee": guaranteed}
+    else:
+        threshold, goal = threshold_from_labels(
+            scores, labels, target_precision=target_precision, target_recall=target_recall
+        )
+    realized: dict[str, Any] = {
+        "n_normal": int(normal_scores.size),
+        "false_positive_rate": float(np.mean(normal_scores > threshold)),
+    }
+    if labels is not None:
+        at = evaluate_scores(labels.astype(int), scores, threshold)["at_threshold"]
+        realized.update(
+            n_anomalies=int(labels.sum()), precision=at["precision"], recall=at["recall"], alert_rate=at["alert_rate"]
+        )
+    return {
+        "goal": goal,
+        "threshold": float(threshold),
+        "realized": realized,
+        "reference_scores": np.sort(normal_scores).tolist(),
+        "feature_baseline": np.median(contributions[normal], axis=0).tolist(),
+    }
+
+
+def calibration_summary(calibration: dict[str, Any]) -> dict[str, Any]:
+    """A stored calibration without its bulky arrays (per plan too), for people to read."""
+    out = {k: v for k, v in calibration.items() if k not in SUMMARY_OMITS}
+    if "plans" in out:
+        out["plans"] = {
+            key: {k: v for k, v in plan.items() if k not in SUMMARY_OMITS} for key, plan in out["plans"].items()
+        }
+    return out

@@ -7,6 +7,7 @@ exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 import sys
@@ -160,15 +161,43 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from fraudvae.batch import run_batch
+    """Print the one-line summary; exit 1 when the reject rate is too high."""
+    keep = [c.strip() for c in (args.keep_columns or "").split(",") if c.strip()]
+    common = {"keep_columns": keep, "explain_top_k": args.explain_top_k, "max_reject_rate": args.max_reject_rate}
+    if args.engine == "spark":
+        score_path = _optional("fraudvae.spark", "spark", "--engine spark").score_path
+        summary = score_path(args.model, args.input, args.output, master=args.master, **common)
+    else:
+        from fraudvae.batch import score_file
 
-    return run_batch(args)
+        summary = score_file(
+            args.model, args.input, args.output, chunk_rows=args.chunk_rows, progress=not args.quiet, **common
+        )
+    print(summary.line())
+    if summary.reject_rate > args.max_reject_rate:
+        print(
+            f"fraudvae: error: {summary.rows_rejected} of {summary.rows_read} rows rejected "
+            f"({summary.reject_rate:.2%} > --max-reject-rate {args.max_reject_rate:.2%}); "
+            f"see {args.output}.rejects.csv. {args.output} was not written.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from fraudvae.serve import run_server
+    server = _optional("fraudvae_service.server", "service", "fraudvae serve")
+    return int(server.run_server({k: getattr(args, k) for k in ("model", "host", "port", "workers")}))
 
-    return run_server(args)
+
+def _optional(module: str, extra: str, feature: str) -> Any:
+    """Import a module of an optional extra, or stop with the pip command that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"{feature} needs the {extra!r} extra ({exc.name} is not installed): pip install 'fraudvae[{extra}]'"
+        ) from exc
 
 
 def _share(option: str) -> Callable[[str], float]:

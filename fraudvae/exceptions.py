@@ -13,6 +13,7 @@ one line.
     │   ├── InsufficientDataError          too few rows to fit or calibrate
     │   └── DataFileError                  a data file is missing or unreadable
     ├── ConfigurationError (ValueError)    an invalid parameter or option
+    │   └── NotCalibratedError             a scoring plan without a calibrated threshold
     ├── NotFittedError                     scoring before ``fit`` (also sklearn's
     │                                      ``NotFittedError``)
     └── ArtifactError (OSError)            a model directory cannot be used
@@ -42,6 +43,7 @@ __all__ = [
     "IncompatibleArtifactError",
     "InsufficientDataError",
     "IntegrityError",
+    "NotCalibratedError",
     "NotFittedError",
     "SchemaError",
 ]
@@ -100,6 +102,10 @@ class DataFileError(DataError):
 
 class ConfigurationError(FraudVAEError, ValueError):
     """A parameter or option has a value fraudvae does not accept."""
+
+
+class NotCalibratedError(ConfigurationError):
+    """A scoring plan (method and draws) was asked for that has no calibrated threshold."""
 
 
 class NotFittedError(FraudVAEError, _SklearnNotFittedError):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["DecoderOutput", "Inputs", "TabularVAE"]
+__all__ = ["DecoderOutput", "Inputs", "TabularVAE", "design_tensor", "design_to_feature", "run_chunked"]
 
 #: Smallest decoder variance (in robust-scaled units). Without a floor, a feature the
 #: decoder can predict exactly drives its variance to zero and its likelihood to
@@ -149,6 +149,24 @@ class TabularVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> DecoderOutput:
         return self.heads(self.decoder(z))
 
+    def encode_chunks(self, x: Inputs, chunks: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scoring's encoder pass: :meth:`encode` with one fixed-shape product per chunk.
+
+        ``x`` holds ``chunks`` equal blocks of rows (see :mod:`fraudvae.scoring`). Same
+        function as the training pass, :meth:`encode`, to float32 rounding (a test checks it).
+        """
+        h = run_chunked(self.encoder, self.design(x), chunks)
+        return self.posterior(h.reshape(-1, h.shape[-1]))
+
+    def decode_chunks(self, z: torch.Tensor, chunks: int) -> DecoderOutput:
+        """Scoring's decoder pass: :meth:`decode` with one fixed-shape product per chunk.
+
+        ``z`` is ``(rows, latent)`` or ``(chunks, draws, rows_per_chunk, latent)``; the output
+        keeps its leading shape.
+        """
+        h = run_chunked(self.decoder, z, chunks)
+        return self.heads(h.reshape(*z.shape[:-1], h.shape[-1]))
+
     def heads(self, out: torch.Tensor) -> DecoderOutput:
         """Split the decoder's raw output into the per-type likelihood parameters."""
         n, m, b = self.n_num, int(self.nullable_num.numel()), self.n_bin
@@ -165,6 +183,26 @@ class TabularVAE(nn.Module):
             else []
         )
         return DecoderOutput(mu, logvar, miss, binl, cats)
+
+
+def run_chunked(mlp: nn.Sequential, h: torch.Tensor, chunks: int) -> torch.Tensor:
+    """Run ``mlp`` with one matrix product per chunk: ``h`` is ``chunks`` equal blocks of rows.
+
+    One batched call (``baddbmm``) multiplies every chunk with the shape of a lone
+    chunk (a single product over the stacked rows would be another shape, and BLAS picks
+    its kernels, and so its rounding, by shape). Only layers whose scoring arithmetic is
+    position-independent are allowed: a layer type added to the network must be added
+    here too, or scoring refuses it instead of drifting from training silently.
+    """
+    h = h.reshape(chunks, -1, h.shape[-1])
+    for layer in mlp:
+        if isinstance(layer, nn.Linear):
+            h = torch.baddbmm(layer.bias, h, layer.weight.t().expand(chunks, -1, -1))
+        elif isinstance(layer, SiLU | nn.Identity) or (isinstance(layer, nn.Dropout) and not layer.training):
+            h = layer(h)  # position-independent activation, or the identity
+        else:
+            raise TypeError(f"run_chunked has no deterministic scoring kernel for {type(layer).__name__}.")
+    return h
 
 
 def design_tensor(x: Inputs, nullable_num: torch.Tensor, cat_cardinalities: list[int]) -> torch.Tensor:

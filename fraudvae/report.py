@@ -22,9 +22,10 @@ import pandas as pd
 from jinja2 import Environment, select_autoescape
 from sklearn.decomposition import PCA
 
-from fraudvae.detector import ScoreResult
+from fraudvae.contract import score_columns
 from fraudvae.evaluation import curves
 from fraudvae.io import atomic_path
+from fraudvae.results import ScoreResult
 
 __all__ = ["write_report"]
 
@@ -240,9 +241,7 @@ def write_report(
             "row": np.arange(len(y)),
             **{str(k): keys[k].to_numpy() for k in keys.columns},
             "label": y.astype(int),
-            "anomaly_score": result.anomaly_score,
-            "is_anomaly": result.is_anomaly,
-            "p_value": result.p_value,
+            **score_columns(result, 0),
         }
     )
     for name, content in (("report.json", json.dumps(document, indent=1, default=float)), ("report.html", html)):

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from fraudvae.losses import feature_nll, kl_diag_normal, log_normal
 from fraudvae.model import Inputs, TabularVAE, sigmoid
@@ -117,22 +116,6 @@ def _groups(n: int, per_group: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         yield np.where(real, idx, stop - 1).ravel(), real.ravel()
 
 
-def _per_chunk_mlp(mlp: nn.Sequential, h: torch.Tensor, chunks: int) -> torch.Tensor:
-    """Run ``mlp`` with one matrix product per chunk: ``h`` is ``chunks`` equal blocks of rows.
-
-    One batched call multiplies every chunk with the shape of a lone chunk (a single
-    product over the stacked rows would be another shape); the activations are
-    position-independent (see :class:`fraudvae.model.SiLU`).
-    """
-    h = h.reshape(chunks, -1, h.shape[-1])
-    for layer in mlp:
-        if isinstance(layer, nn.Linear):
-            h = torch.baddbmm(layer.bias, h, layer.weight.t().expand(chunks, -1, -1))
-        else:
-            h = layer(h)  # activation, or dropout (the identity in eval mode)
-    return h
-
-
 def score_vae(
     module: TabularVAE,
     enc: Encoded,
@@ -174,8 +157,8 @@ def score_vae(
                 torch.from_numpy(part.bin).float(),
                 torch.from_numpy(part.cat),
             )
-            mu, logvar = module.posterior(_per_chunk_mlp(module.encoder, module.design(x), g).reshape(len(idx), -1))
-            out = module.heads(_per_chunk_mlp(module.decoder, mu, g).reshape(len(idx), -1))
+            mu, logvar = module.encode_chunks(x, g)
+            out = module.decode_chunks(mu, g)
             rec[dest] = feature_nll(x, out, module.nullable_num).numpy()[real]
             if num_mean is not None and bin_prob is not None and cat_mode is not None:
                 num_mean[dest] = out.num_mu.numpy()[real]
@@ -196,7 +179,7 @@ def score_vae(
             mu4, logvar4 = mu.reshape(shape), logvar.reshape(shape)
             z = mu4 + torch.exp(0.5 * logvar4) * draws.reshape(1, k, 1, -1)
             x4 = Inputs(*(t.reshape(shape) for t in (x.num, x.num_obs, x.bin, x.cat)))
-            out_k = module.heads(_per_chunk_mlp(module.decoder, z, g).reshape(g, k, _ROWS, -1))
+            out_k = module.decode_chunks(z, g)
             nll = feature_nll(x4, out_k, module.nullable_num)  # (g, K, rows, F)
             elbo[dest] = (seq_sum(nll, 1) / k).reshape(len(idx), -1).numpy()[real]
             if not iwae:

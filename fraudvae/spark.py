@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fraudvae.batch import BatchSummary, result_columns
+from fraudvae.batch import BatchSummary
+from fraudvae.contract import REJECT_REASON, output_columns, reject_reason, score_columns
 from fraudvae.detector import VAEDetector
 from fraudvae.exceptions import ConfigurationError, DataFileError
 from fraudvae.io import file_format
@@ -44,15 +45,10 @@ def _model(model_dir: str) -> VAEDetector:
 def _output_schema(input_schema: Any, explain_top_k: int) -> Any:
     from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, StructType
 
+    types = {"float64": DoubleType(), "bool": BooleanType(), "string": StringType()}
     fields = list(input_schema.fields)
-    fields += [
-        StructField("anomaly_score", DoubleType()),
-        StructField("is_anomaly", BooleanType()),
-        StructField("p_value", DoubleType()),
-    ]
-    for r in range(1, explain_top_k + 1):
-        fields += [StructField(f"feature_{r}", StringType()), StructField(f"contribution_{r}", DoubleType())]
-    fields.append(StructField("reject_reason", StringType()))
+    fields += [StructField(name, types[kind]) for name, kind in output_columns(explain_top_k).items()]
+    fields.append(StructField(REJECT_REASON, StringType()))
     return StructType(fields)
 
 
@@ -66,7 +62,7 @@ def _score_batches(model_dir: str, explain_top_k: int):  # type: ignore[no-untyp
             )
             out = pdf.copy()
             positions = result.row_positions if result.row_positions is not None else np.arange(n)
-            for name, values in result_columns(result, explain_top_k).items():
+            for name, values in score_columns(result, explain_top_k).items():
                 values = np.asarray(values)
                 if values.dtype.kind == "f":
                     full: Any = np.full(n, np.nan)
@@ -78,8 +74,8 @@ def _score_batches(model_dir: str, explain_top_k: int):  # type: ignore[no-untyp
                 out[name] = full
             reasons = np.full(n, None, dtype=object)
             for row, problems in result.rejected.items():
-                reasons[row] = "; ".join(f"{p.column}: found {p.found}, expected {p.expected}" for p in problems)
-            out["reject_reason"] = reasons
+                reasons[row] = reject_reason(problems)
+            out[REJECT_REASON] = reasons
             yield out
 
     return score
@@ -144,16 +140,15 @@ def score_path(
     scored = score_dataframe(df, model_dir, explain_top_k=explain_top_k).persist()
     try:
         total = scored.count()
-        rejected = scored.filter("reject_reason IS NOT NULL")
+        rejected = scored.filter(f"{REJECT_REASON} IS NOT NULL")
         n_rejected = rejected.count()
-        good = scored.filter("reject_reason IS NULL")
-        score_cols = ["anomaly_score", "is_anomaly", "p_value"]
-        score_cols += [c for r in range(1, explain_top_k + 1) for c in (f"feature_{r}", f"contribution_{r}")]
+        good = scored.filter(f"{REJECT_REASON} IS NULL")
+        score_cols = list(output_columns(explain_top_k))
         summary = BatchSummary(rows_read=total, rows_scored=total - n_rejected, rows_rejected=n_rejected)
         summary.rows_flagged = good.filter("is_anomaly").count()
         rejects_dst = dst.with_name(dst.name + ".rejects.csv")
         if n_rejected:
-            _write_dir(rejected.select(*keep, "reject_reason"), rejects_dst, "csv")
+            _write_dir(rejected.select(*keep, REJECT_REASON), rejects_dst, "csv")
         else:
             shutil.rmtree(rejects_dst, ignore_errors=True)
         if summary.reject_rate <= max_reject_rate:

@@ -9,7 +9,6 @@ reports on the test part only, so a report never grades a model on its training 
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from collections.abc import Callable
@@ -23,24 +22,16 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraudvae._version import __version__
+from fraudvae.artifact import file_sha256
 from fraudvae.detector import VAEDetector
 from fraudvae.evaluation import evaluate_scores, one_hot_baseline
 from fraudvae.exceptions import ConfigurationError, DataFileError, InsufficientDataError
 from fraudvae.io import read_table
-from fraudvae.report import write_report
 from fraudvae.training import EpochLog
 
 __all__ = ["EvaluateResult", "TrainResult", "evaluate_file", "labels_from", "split_rows", "train_file"]
 
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def labels_from(frame: pd.DataFrame, label_column: str, normal_value: str | None) -> np.ndarray:
@@ -352,6 +343,13 @@ def evaluate_file(
         "calibration": _calibration_summary(det),
         "column_roles": det.schema_.roles(),
     }
+    try:
+        from fraudvae.report import write_report
+    except ImportError as exc:  # matplotlib and jinja2 come with the extra
+        raise ConfigurationError(
+            f"The evaluation report needs the 'report' extra ({exc.name} is not installed): "
+            "pip install 'fraudvae[report]'"
+        ) from exc
     report_dir = write_report(
         out,
         y=y,

@@ -24,6 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fraudvae.exceptions import ArtifactError, DataFileError, FraudVAEError, SchemaError
 from fraudvae.textparse import encodes_utf8, printable
 
+from .schemas import FieldError
+
 log = logging.getLogger("fraudvae.service")
 
 
@@ -88,8 +90,9 @@ def json_safe(value: Any, depth: int = 0) -> Any:
 
 
 def field_error(field: str | None, value: Any, expected: str, message: str, row: int | None = None) -> dict[str, Any]:
-    """One entry of a 422 body (the shape of ``schemas.FieldError``)."""
-    return {"field": field, "row": row, "value": _short(value), "expected": expected, "message": message}
+    """One entry of a 422 body: a :class:`~.schemas.FieldError`, as the JSON it is sent as."""
+    entry = FieldError.model_construct(field=field, row=row, value=_short(value), expected=expected, message=message)
+    return entry.model_dump()
 
 
 def error_response(request: Request, detail: Any, status: int, headers: dict[str, str] | None = None) -> JSONResponse:

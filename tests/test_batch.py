@@ -30,6 +30,8 @@ from fraudvae.datasets import make_transactions
 from fraudvae.exceptions import DataFileError
 from fraudvae.io import read_table
 
+pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
+
 FRAUDVAE = str(Path(sys.executable).with_name("fraudvae"))
 
 
@@ -145,10 +147,14 @@ def test_killed_job_leaves_no_partial_output(model_dir: Path, tmp_path: Path) ->
         stderr=subprocess.PIPE,
     )
 
+    def written() -> bool:  # the first chunks are in the temporary output
+        sizes = [p.stat().st_size for p in tmp_path.glob(".out.csv.*.part")]
+        return any(size > 0 for size in sizes)
+
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(p.name.endswith(".part") for p in tmp_path.iterdir()):
-        time.sleep(0.02)
-    time.sleep(0.2)  # the first chunks are written (the whole job takes seconds)
+    while time.monotonic() < deadline and proc.poll() is None and not written():
+        time.sleep(0.01)  # a poll for the condition, not a guess at how long the job takes
+    assert written(), "the job never wrote its temporary output"
     assert proc.poll() is None, "the job finished before it could be killed; make the input larger"
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)

@@ -15,6 +15,8 @@ from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_s
 from fraudvae import VAEDetector
 from fraudvae.datasets import make_transactions
 
+pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
+
 FRAUDVAE = str(Path(sys.executable).with_name("fraudvae"))
 
 

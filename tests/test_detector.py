@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 from torch.nn import functional as F
 
 from fraudvae import LATENT, SCORINGS, ConfigurationError, NotFittedError, VAEDetector
+from fraudvae.backends import design_matrix
 from fraudvae.model import SiLU, sigmoid, softplus
 from fraudvae.scoring import CHUNK_ROWS
 
@@ -184,7 +185,8 @@ def test_higher_score_means_more_anomalous_in_sklearn_terms(fitted: VAEDetector,
 def test_p_values_are_conformal(fitted: VAEDetector, holdout) -> None:
     X, _ = holdout
     score, p = fitted.anomaly_score(X, return_p_value=True)
-    n_ref = len(fitted.calibration_["reference_scores"])
+    cal = fitted.calibration_
+    n_ref = len(cal["plans"][cal["plan"]]["reference_scores"])
     assert np.all((p >= 1 / (n_ref + 1)) & (p <= 1))
     order = np.argsort(score)
     assert np.all(np.diff(p[order]) <= 0), "p-values must fall as scores rise"
@@ -280,8 +282,8 @@ def test_ppca_matches_sklearn_likelihood(normal_train: pd.DataFrame) -> None:
     # Under 20 validation rows, fit uses every row, so sklearn can be fitted on the same ones.
     det = VAEDetector(kind="ppca", random_state=0, validation_fraction=0.004).fit(normal_train)
     rows = normal_train.iloc[:200]
-    design = det._design(det.preprocessor_.transform(det.schema_.validate_frame(rows).frame))
-    train_design = det._design(det.preprocessor_.transform(det.schema_.validate_frame(normal_train).frame))
+    design = design_matrix(det.preprocessor_, det.prepare(rows).enc)
+    train_design = design_matrix(det.preprocessor_, det.prepare(normal_train).enc)
     reference = PCA(n_components=det.architecture_["latent_dim"], svd_solver="full").fit(train_design)
     # Same model up to the tiny ridge fraudvae adds for invertibility.
     np.testing.assert_allclose(det.anomaly_score(rows), -reference.score_samples(design), rtol=1e-4)

@@ -54,3 +54,9 @@ def test_hadolint_finds_nothing() -> None:
     hadolint = Path(sys.executable).with_name("hadolint")
     out = subprocess.run([str(hadolint), "--no-color", "Dockerfile"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "", out.stdout
+
+
+def test_the_image_installs_the_service_extra() -> None:
+    """``fraudvae serve`` needs fastapi and uvicorn, which only the ``service`` extra brings."""
+    assert re.search(r'pip install [^\n]*"/src\[service\]"', TEXT)
+    assert "service" in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]

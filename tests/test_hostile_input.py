@@ -26,6 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
+from fraudvae_service.app import create_app
+from fraudvae_service.settings import Settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,13 +35,13 @@ from fraudvae import VAEDetector
 from fraudvae.batch import score_file
 from fraudvae.datasets import make_transactions
 from fraudvae.exceptions import DataFileError, FraudVAEError
+from fraudvae.inference import infer_schema
 from fraudvae.io import read_table, write_table
-from fraudvae.schema import infer_schema
 from fraudvae.textparse import parse_numbers
-from service.app import create_app
-from service.settings import Settings
 from tests.conftest import a_transaction
 from tests.test_service_process import start_server
+
+pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
 
 FRAUDVAE = str(Path(sys.executable).with_name("fraudvae"))
 CORPUS = json.loads((Path(__file__).parent / "corpus" / "hostile_cells.json").read_text())

@@ -13,8 +13,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from benchmarks.load import reload, run_load, start, stop, worker_pids
+
+pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
 
 SECONDS = 6.0
 

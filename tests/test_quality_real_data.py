@@ -29,6 +29,8 @@ from sklearn.metrics import roc_auc_score
 from benchmarks import protocol
 from fraudvae import VAEDetector
 
+pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
+
 SETS = [*protocol.ADBENCH, "ulb_creditcard"]
 _results: dict[str, tuple[float, float]] = {}
 SPREAD = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/seed_spread.json").read_text())

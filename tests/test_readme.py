@@ -12,6 +12,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -29,7 +33,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_every_fraudvae_variable_is_documented() -> None:
-    from service.settings import Settings
+    from fraudvae_service.settings import Settings
 
     for name in Settings.model_fields:
         assert f"`FRAUDVAE_{name.upper()}`" in README, f"FRAUDVAE_{name.upper()} is not in the README"

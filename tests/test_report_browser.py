@@ -10,6 +10,8 @@ from playwright.sync_api import sync_playwright
 
 from fraudvae.demo import run_demo
 
+pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 

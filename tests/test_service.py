@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from fraudvae_service.app import create_app
+from fraudvae_service.settings import Settings
 
 from fraudvae import VAEDetector
-from service.app import create_app
-from service.settings import Settings
 from tests.conftest import a_transaction
 
 

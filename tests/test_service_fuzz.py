@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
+from fraudvae_service.app import create_app
+from fraudvae_service.settings import Settings
 from hypothesis import HealthCheck, given, settings
 
-from service.app import create_app
-from service.settings import Settings
+pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
 
 #: Examples per operation; ``benchmarks/fuzz.py`` raises it for long runs.
 EXAMPLES = max(1, int(os.environ.get("FRAUDVAE_FUZZ_EXAMPLES", "150")) * 2 // 5)

@@ -16,6 +16,8 @@ import pytest
 
 from tests.conftest import a_transaction
 
+pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
+
 FRAUDVAE = str(Path(sys.executable).with_name("fraudvae"))
 
 
@@ -70,26 +72,36 @@ def test_real_server_scores_over_http(server: str) -> None:
 
 
 def test_reload_under_load_fails_no_request(server: str, model_dir: Path, other_model_dir: Path) -> None:
+    """Event-based, no sleeps: each step waits for responses that prove the previous one happened."""
     stop = threading.Event()
     results: list[tuple[int, str]] = []
+    answered = threading.Condition()
 
     def hammer() -> None:
         with httpx.Client(base_url=server, timeout=30) as client:
-            while not stop.is_set() and len(results) < 2000:
+            while not stop.is_set() and len(results) < 4000:
                 r = client.post("/score", json=a_transaction())
-                results.append((r.status_code, r.json().get("model_version", "")))
+                with answered:
+                    results.append((r.status_code, r.json().get("model_version", "")))
+                    answered.notify_all()
+
+    def wait_for_version(version: str, count: int) -> None:
+        """Until ``count`` responses came from ``version`` since now (the reload reached the workers)."""
+        start = len(results)
+        with answered:
+            assert answered.wait_for(lambda: sum(v == version for _, v in results[start:]) >= count, timeout=60)
 
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
+    with answered:
+        assert answered.wait_for(lambda: len(results) >= 20, timeout=60)  # load is on
     with httpx.Client(base_url=server, timeout=60) as admin:
         for target in (other_model_dir, model_dir, other_model_dir):
             r = admin.post("/model/reload", json={"model_dir": str(target)}, headers={"X-API-Key": "admin-secret"})
             assert r.status_code == 200, r.text
-            time.sleep(0.5)
+            wait_for_version(r.json()["model_version"], 20)
         new_version = r.json()["model_version"]
-    time.sleep(0.5)
     stop.set()
     for t in threads:
         t.join(timeout=60)

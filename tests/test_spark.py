@@ -17,6 +17,8 @@ from fraudvae.datasets import make_transactions
 from fraudvae.io import read_table
 from fraudvae.spark import score_dataframe, spark_session
 
+pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
+
 FRAUDVAE = str(Path(sys.executable).with_name("fraudvae"))
 
 

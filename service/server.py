@@ -1,25 +1,26 @@
-"""``fraudvae serve``: check the configuration and the model, then start uvicorn."""
+"""``fraudvae serve``: check the configuration and the model, then start uvicorn (no argv here: the CLI owns it)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 __all__ = ["run_server"]
 
 
-def run_server(args: argparse.Namespace) -> int:
+def run_server(options: dict[str, object]) -> int:
+    """Start the service; ``options`` (model, host, port, workers; None = unset) win over ``FRAUDVAE_*``."""
     import uvicorn
     from pydantic import ValidationError
 
     from fraudvae import VAEDetector
     from fraudvae.exceptions import FraudVAEError
-    from service.settings import Settings
+
+    from .settings import Settings
 
     # Command-line options win over FRAUDVAE_* variables; workers inherit them through the environment.
     for option, var in (("model", "MODEL_DIR"), ("host", "HOST"), ("port", "PORT"), ("workers", "WORKERS")):
-        value = getattr(args, option)
+        value = options.get(option)
         if value is not None:
             os.environ[f"FRAUDVAE_{var}"] = str(value)
     try:
@@ -35,7 +36,7 @@ def run_server(args: argparse.Namespace) -> int:
         print(f"fraudvae: error: cannot serve {str(settings.model_dir)!r}: {exc}", file=sys.stderr)
         return 2
     uvicorn.run(
-        "service.app:create_app",
+        "fraudvae_service.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,

@@ -1,0 +1,112 @@
+"""Saving and loading a fitted detector: safetensors, JSON documents and a SHA-256 manifest.
+
+Nothing is unpickled: tensors come from safetensors, everything else from JSON (see
+:mod:`fraudvae.artifact`, which writes atomically and verifies every file's hash).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import sklearn
+import torch
+
+from fraudvae._version import __version__
+from fraudvae.artifact import read_artifact, write_artifact
+from fraudvae.backends import backend_for
+from fraudvae.engine import Engine
+from fraudvae.exceptions import ConfigurationError, IncompatibleArtifactError
+from fraudvae.fitting import Fitted
+from fraudvae.plan import ScoringPlan
+from fraudvae.preprocessing import Preprocessor
+from fraudvae.schema import Schema
+
+__all__ = ["RESERVED_DOCUMENTS", "load_detector", "save_detector"]
+
+#: Documents every model directory holds; ``extra_documents`` may not use these names.
+RESERVED_DOCUMENTS = ("config", "schema", "preprocessing", "calibration", "history", "versions")
+
+#: The detector class (this module does not import it: the detector imports this module).
+D = TypeVar("D")
+
+
+def save_detector(det: Any, path: str, extra_documents: Mapping[str, Any] | None) -> None:
+    """Write a fitted ``VAEDetector`` (its parameters and :class:`~fraudvae.fitting.Fitted` state)."""
+    extra_docs = dict(extra_documents or getattr(det, "extra_documents_", {}))
+    reserved = set(RESERVED_DOCUMENTS) & set(extra_docs)
+    if reserved:
+        raise ConfigurationError(f"extra_documents cannot use the reserved name(s) {sorted(reserved)}.")
+    engine = det.engine_
+    params = det.get_params()
+    params.pop("n_jobs")  # a runtime setting of this machine, not of the model
+    params["hidden_dims"] = list(params["hidden_dims"])
+    params["column_types"] = dict(params["column_types"]) if params["column_types"] else None
+    tensors, extra = engine.backend.state()
+    config = {
+        "class": type(det).__name__,
+        "params": params,
+        "seed": det.seed_,
+        "architecture": det.architecture_,
+        "train_config": getattr(det, "train_config_", None),
+        "n_features_in": int(det.n_features_in_),
+        "feature_names_in": [str(c) for c in getattr(det, "feature_names_in_", [])] or None,
+        "n_train_rows": det.n_train_rows_,
+        "n_validation_rows": det.n_validation_rows_,
+        **extra,
+    }
+    versions = {
+        "fraudvae": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+    documents = {
+        "config": config,
+        "schema": engine.schema.to_json(),
+        "preprocessing": engine.preprocessor.to_json(),
+        "calibration": engine.calibration,
+        "history": det.history_,
+        "versions": versions,
+        **extra_docs,
+    }
+    write_artifact(path, tensors, documents)
+    det.extra_documents_ = extra_docs
+
+
+def load_detector(cls: type[D], path: str) -> D:
+    """Rebuild a detector of class ``cls`` from a directory written by :func:`save_detector`."""
+    tensors, docs = read_artifact(path)
+    try:
+        config = docs["config"]
+        params = dict(config["params"])
+        params["hidden_dims"] = tuple(params["hidden_dims"])
+        det: Any = cls(**params)
+        schema = Schema.from_json(docs["schema"])
+        pre = Preprocessor.from_json(schema, docs["preprocessing"])
+        seed = int(config["seed"])
+        backend = backend_for(det.kind).from_state(config["architecture"], tensors, config, seed=seed, pre=pre)
+        # Before plans, a model calibrated the plan of its own scoring and n_score_samples.
+        plan = ScoringPlan.resolve(det.scoring, det.n_score_samples)
+        engine = Engine(schema, pre, backend, int(config["n_train_rows"]), docs["calibration"], plan)
+        architecture, n_train = config["architecture"], int(config["n_train_rows"])
+        history, train_config = list(docs["history"]), config.get("train_config")
+        det._set_fitted(
+            Fitted(engine, seed, architecture, n_train, int(config["n_validation_rows"]), history, train_config)
+        )
+        det.n_features_in_ = int(config["n_features_in"])
+        if config.get("feature_names_in"):
+            det.feature_names_in_ = np.asarray(config["feature_names_in"], dtype=object)
+        det.extra_documents_ = {k: v for k, v in docs.items() if k not in RESERVED_DOCUMENTS}
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise IncompatibleArtifactError(
+            f"{path!r} passed its integrity check but its content is not what this fraudvae "
+            f"({__version__}) expects ({type(exc).__name__}: {exc}). It was written by fraudvae "
+            f"{docs.get('versions', {}).get('fraudvae', 'unknown')}; re-save it with this version."
+        ) from exc
+    return det

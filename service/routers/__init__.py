@@ -1,0 +1,1 @@
+"""One router per area: health and metrics, the model, scoring."""

@@ -1,0 +1,96 @@
+"""``POST /score`` and ``POST /batch_score``: bodies in, the library's scoring, results out."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from .. import errors
+from ..bodies import csv_frame, json_response, media_type, parse_json, read_body, row_results, rows_to_frame
+from ..deps import ERROR_RESPONSES, KEYED, MetricsDep, ModelDep, SettingsDep
+from ..errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from ..schemas import BatchResponse, ScoreResponse
+
+router = APIRouter(tags=["scoring"])
+
+
+@router.post(
+    "/score",
+    summary="Score one transaction.",
+    dependencies=KEYED,
+    response_model=ScoreResponse,
+    responses=ERROR_RESPONSES,
+    openapi_extra={"x-fraudvae-body": "transaction"},
+)
+async def score(request: Request, model: ModelDep, settings: SettingsDep, metrics: MetricsDep) -> Response:
+    if media_type(request) != "application/json":
+        raise UnsupportedMediaType(f"content type {media_type(request) or 'none'!r}; expected application/json")
+    body = parse_json(await read_body(request, settings.max_body_bytes))
+    try:
+        row = model.row_adapter.validate_python(body)
+    except ValidationError as exc:
+        raise InvalidInput(errors.pydantic_errors(exc, expected=model.expected)) from exc
+    frame = rows_to_frame([row], model)
+    result = await run_in_threadpool(
+        model.detector.score_frame, frame, explain_top_k=settings.explain_top_k, warn_extra=False
+    )
+    metrics.observe_scores(result)
+    return json_response(
+        {
+            **row_results(result, settings.explain_top_k)[0],
+            "model_version": model.version,
+            "request_id": request.state.request_id,
+        }
+    )
+
+
+@router.post(
+    "/batch_score",
+    summary="Score a batch (JSON array or CSV) in one vectorised pass.",
+    description="Body: a JSON array of transactions (Content-Type: application/json), or CSV with a "
+    "header row of the training columns (Content-Type: text/csv). Results come back in input order.",
+    dependencies=KEYED,
+    response_model=BatchResponse,
+    responses=ERROR_RESPONSES,
+    openapi_extra={"x-fraudvae-body": "batch"},
+)
+async def batch_score(request: Request, model: ModelDep, settings: SettingsDep, metrics: MetricsDep) -> Response:
+    started = time.perf_counter()
+    media = media_type(request)
+    if media not in ("application/json", "text/csv"):
+        raise UnsupportedMediaType(f"content type {media or 'none'!r}; expected application/json or text/csv")
+    body = await read_body(request, settings.max_body_bytes)
+    limit = settings.max_batch_rows
+    if media == "application/json":
+        rows = parse_json(body)
+        if isinstance(rows, list) and len(rows) > limit:
+            raise PayloadTooLarge(f"batch of {len(rows)} rows exceeds the limit of {limit} rows")
+        if isinstance(rows, list) and not rows:
+            raise InvalidInput([errors.field_error(None, [], "at least one transaction", "empty batch")])
+        try:
+            validated = model.batch_adapter.validate_python(rows)
+        except ValidationError as exc:
+            raise InvalidInput(errors.pydantic_errors(exc, row_offset=True, expected=model.expected)) from exc
+        frame = rows_to_frame(validated, model)
+    else:
+        frame = csv_frame(body, limit, model.detector.schema_)
+    result = await run_in_threadpool(
+        model.detector.score_frame, frame, explain_top_k=settings.explain_top_k, warn_extra=False
+    )
+    metrics.observe_scores(result)
+    return json_response(
+        {
+            "results": row_results(result, settings.explain_top_k),
+            "summary": {
+                "rows": len(result),
+                "flagged": int(np.sum(result.is_anomaly)),
+                "elapsed_ms": (time.perf_counter() - started) * 1000,
+            },
+            "model_version": model.version,
+            "request_id": request.state.request_id,
+        }
+    )
