@@ -5,18 +5,21 @@ from __future__ import annotations
 import os
 import sys
 
+# Imported at module level: without the [service] extra, importing this module fails, and
+# the CLI turns that into "pip install 'fraudvae[service]'" (tests/test_architecture.py).
+import uvicorn
+from pydantic import ValidationError
+
+from fraudvae import VAEDetector
+from fraudvae.exceptions import FraudVAEError
+
+from .settings import Settings
+
 __all__ = ["run_server"]
 
 
 def run_server(options: dict[str, object]) -> int:
     """Start the service; ``options`` (model, host, port, workers; None = unset) win over ``FRAUDVAE_*``."""
-    import uvicorn
-    from pydantic import ValidationError
-
-    from fraudvae import VAEDetector
-    from fraudvae.exceptions import FraudVAEError
-
-    from .settings import Settings
 
     # Command-line options win over FRAUDVAE_* variables; workers inherit them through the environment.
     for option, var in (("model", "MODEL_DIR"), ("host", "HOST"), ("port", "PORT"), ("workers", "WORKERS")):
