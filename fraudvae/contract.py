@@ -2,7 +2,8 @@
 
 The batch job, Spark, the evaluation report (``scores.csv``) and the HTTP service all
 build their outputs from here, so a column added or renamed here changes every entry
-point together (and ``tests/test_contract.py`` checks that they agree).
+point together (``tests/test_contract.py`` checks the batch job, Spark's schema and the
+report against it).
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ def score_columns(result: ScoreResult, top_k: int) -> dict[str, Any]:
         for r in range(top_k):
             out[f"feature_{r + 1}"] = [t[r]["feature"] if r < len(t) else None for t in tops]
             out[f"contribution_{r + 1}"] = [t[r]["contribution"] if r < len(t) else None for t in tops]
-    assert list(out) == list(output_columns(top_k))
     return out
 
 

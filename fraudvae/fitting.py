@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from fraudvae.backends import backend_for
-from fraudvae.engine import Engine
+from fraudvae.engine import Engine, PreparedRows
 from fraudvae.exceptions import InsufficientDataError
 from fraudvae.inference import check_training_frame, infer_schema
 from fraudvae.plan import ScoringPlan
@@ -87,15 +87,17 @@ def fit_engine(
         if epoch_callback is not None:
             epoch_callback(log)
 
+    enc_val = pre.transform(val_frame)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         backend, result = backend_for(params["kind"]).fit(
-            pre, pre.transform(train_frame), pre.transform(val_frame), params, seed, on_epoch
+            pre, pre.transform(train_frame), enc_val, params, seed, on_epoch
         )
     default = ScoringPlan.resolve(params["scoring"], params["n_score_samples"])
     engine = Engine(schema, pre, backend, len(train_frame))
     calibration = engine.calibrate(
-        engine.prepare(val_frame, errors="raise", warn_extra=False),
+        # Already validated and encoded above: not a second pass through prepare().
+        PreparedRows(val_frame, enc_val, {}, np.arange(len(val_frame))),
         calibrated_plans(params["n_score_samples"]),
         default,
         source="fit validation split",

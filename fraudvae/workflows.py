@@ -23,6 +23,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraudvae._version import __version__
 from fraudvae.artifact import file_sha256
+from fraudvae.calibration import calibration_summary
 from fraudvae.detector import VAEDetector
 from fraudvae.evaluation import evaluate_scores, one_hot_baseline
 from fraudvae.exceptions import ConfigurationError, DataFileError, InsufficientDataError
@@ -225,7 +226,7 @@ def train_file(
             split={"method": "none"},
             fit_seconds=time.perf_counter() - started,
             n_fit_rows=det.n_train_rows_,
-            calibration=_calibration_summary(det),
+            calibration=calibration_summary(det.calibration_),
         )
         det.save(str(out), extra_documents={"training_summary": summary})
         return TrainResult(det, summary)
@@ -252,7 +253,7 @@ def train_file(
         },
         n_fit_rows=len(X_fit),
         fit_seconds=fit_s,
-        calibration=_calibration_summary(det),
+        calibration=calibration_summary(det.calibration_),
     )
     if compare:
         log(
@@ -262,10 +263,6 @@ def train_file(
         summary["comparison"] = _compare(X_fit, X_test, y_test, det, fit_s, params, seed)
     det.save(str(out), extra_documents={"training_summary": summary})
     return TrainResult(det, summary)
-
-
-def _calibration_summary(det: VAEDetector) -> dict[str, Any]:
-    return {k: v for k, v in det.calibration_.items() if k not in ("reference_scores", "feature_baseline")}
 
 
 @dataclass
@@ -340,7 +337,7 @@ def evaluate_file(
         "scoring": det.scoring,
         "data": str(data),
         "note": note,
-        "calibration": _calibration_summary(det),
+        "calibration": calibration_summary(det.calibration_),
         "column_roles": det.schema_.roles(),
     }
     try:
