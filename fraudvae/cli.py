@@ -262,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--column-types",
         help="NAME=KIND pairs, comma-separated, overriding what training infers: numeric, categorical, binary, "
-        "datetime, frequency (model how often the value occurs) or exclude. Identifiers, free text and "
+        "datetime, frequency (model how often the value occurs), years (a date as years before the event) or "
+        "exclude. Identifiers, free text and "
         "high-cardinality text are detected and named in a warning; this overrides that choice.",
     )
     goal = p.add_mutually_exclusive_group()

@@ -16,7 +16,17 @@ import numpy as np
 import pandas as pd
 
 from fraudvae.exceptions import ConfigurationError, DataError, DataWarning
-from fraudvae.schema import EXCLUDED, FREQUENCY, OVERRIDES, ColumnSpec, Kind, Schema
+from fraudvae.schema import (
+    DAYS_PER_YEAR,
+    EXCLUDED,
+    FREQUENCY,
+    OVERRIDES,
+    YEARS,
+    ColumnSpec,
+    Kind,
+    Schema,
+    normalize_column,
+)
 from fraudvae.textparse import parse_numbers, printable
 
 __all__ = ["check_training_frame", "infer_schema"]
@@ -30,6 +40,8 @@ NEAR_UNIQUE = 0.5
 ID_SPAN = 20
 #: Rows needed before a column is judged by its shape (fewer: every column is kept).
 MIN_ROWS_FOR_ROLES = 50
+#: A date-time column spanning at least this many years is an age-like date (a date of birth).
+LONG_SPAN_YEARS = 10.0
 
 #: Column names that usually hold the label rather than a feature (compared after
 #: lower-casing and removing everything but letters and digits).
@@ -96,6 +108,9 @@ def infer_schema(
     for name in frame.columns:
         col = frame[name]
         override = overrides.get(name)
+        if override == "years":
+            specs.append(ColumnSpec(str(name), "datetime", bool(col.isna().any()), (), str(col.dtype), YEARS))
+            continue
         if override in ("frequency", "exclude"):
             encoding = FREQUENCY if override == "frequency" else EXCLUDED
             kind: Any = "categorical" if override == "frequency" else _guess_kind(col)
@@ -131,7 +146,49 @@ def infer_schema(
                 if pd.api.types.is_bool_dtype(col.dtype):
                     levels = (False, True)
         specs.append(ColumnSpec(str(name), kind, nullable, levels, str(col.dtype)))  # type: ignore[arg-type]
-    return Schema(tuple(specs))
+    return Schema(tuple(_date_spans(frame, specs, overrides)))
+
+
+def _date_spans(frame: pd.DataFrame, specs: list[ColumnSpec], overrides: Mapping[str, str]) -> list[ColumnSpec]:
+    """Date-times spanning decades (dates of birth, account openings) become years.
+
+    Their hour and weekday say nothing; what matters is how long before the event they
+    lie. Such a column is modelled by the years from it to the row's event time (the
+    first datetime column with a shorter span), or by its calendar year if there is none.
+    ``column_types={col: "years"}`` asks for this, ``"datetime"`` keeps the calendar parts.
+    """
+    spans = {
+        s.name: _span_years(frame[s.name], s)
+        for s in specs
+        if s.kind == "datetime" and s.encoding in ("", YEARS) and (len(frame) >= MIN_ROWS_FOR_ROLES or s.encoding)
+    }
+    long = {n for n, y in spans.items() if (y >= LONG_SPAN_YEARS and n not in overrides) or overrides.get(n) == "years"}
+    clocks = [n for n in spans if n not in long]
+    out = []
+    for s in specs:
+        if s.name not in long:
+            out.append(s)
+            continue
+        ref = clocks[0] if clocks else ""
+        span = (
+            f"dates spanning {spans[s.name]:.0f} years"
+            if overrides.get(s.name) != "years"
+            else "column_types says 'years'"
+        )
+        target = f"the years from it to {ref!r} (age at the event)" if ref else "its calendar year"
+        nullable = s.nullable or (bool(frame[ref].isna().any()) if ref else False)
+        reason = f"{span}, like a date of birth: modelled by {target}; its hour and weekday say nothing"
+        out.append(ColumnSpec(s.name, "datetime", nullable, (), s.dtype, YEARS, reason, ref))
+    return out
+
+
+def _span_years(col: pd.Series, spec: ColumnSpec) -> float:
+    """Years between a datetime column's first and last value (parsed as scoring parses it)."""
+    values = normalize_column(col, spec)[0]
+    values = values[~np.isnat(values)]
+    if not values.size:
+        return 0.0
+    return float((values.max() - values.min()) / np.timedelta64(1, "D")) / DAYS_PER_YEAR
 
 
 def _role(col: pd.Series, kind: str, max_categories: int | None) -> tuple[str, str]:
@@ -220,7 +277,9 @@ def check_training_frame(frame: pd.DataFrame, schema: Schema) -> None:
         )
     for spec in schema.columns:
         if spec.encoding and not spec.reason.startswith("column_types"):
-            what = "left out of the model" if spec.encoding == EXCLUDED else "frequency-encoded"
+            what = {EXCLUDED: "left out of the model", FREQUENCY: "frequency-encoded", YEARS: "modelled in years"}[
+                spec.encoding
+            ]
             keep = "categorical" if spec.kind == "categorical" else spec.kind
             warnings.warn(
                 f"Column {spec.name!r} is {what}: {spec.reason}. To model it as a {keep} anyway, pass "

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fraudvae.schema import FREQUENCY, Schema
+from fraudvae.schema import DAYS_PER_YEAR, FREQUENCY, YEARS, Schema
 
 __all__ = ["MISSING", "OTHER", "Encoded", "Preprocessor"]
 
@@ -253,6 +253,14 @@ def expand_features(
             found = table[keys.get_indexer(values)]
             found[pd.isna(values)] = np.nan
             out[name] = found
+            continue
+        if spec.encoding == YEARS:
+            name, when = spec.features()[0][0], values.astype("datetime64[ns]")
+            if spec.reference:
+                days = (frame[spec.reference].to_numpy().astype("datetime64[ns]") - when) / np.timedelta64(1, "D")
+                out[name] = (days / DAYS_PER_YEAR).astype(np.float64)
+            else:
+                out[name] = 1970.0 + (when - np.datetime64(0, "D")) / np.timedelta64(1, "D") / DAYS_PER_YEAR
             continue
         if spec.kind != "datetime":
             out[spec.name] = values

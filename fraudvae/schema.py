@@ -18,16 +18,18 @@ import pandas as pd
 from fraudvae.exceptions import ColumnProblem, DataWarning, SchemaError
 from fraudvae.textparse import invalid_text_mask, parse_numbers, printable
 
-__all__ = ["KINDS", "ColumnSpec", "Schema", "ValidationResult", "as_frame"]
+__all__ = ["KINDS", "ColumnSpec", "Schema", "ValidationResult", "as_frame", "normalize_column"]
 
 Kind = Literal["numeric", "categorical", "binary", "datetime"]
 KINDS: tuple[str, ...] = ("numeric", "categorical", "binary", "datetime")
 #: What ``column_types`` may say of a column: a kind, or how to treat a column without
 #: learnable identity (``"frequency"``: model how often its value occurred in training;
 #: ``"exclude"``: leave it out of the model).
-OVERRIDES: tuple[str, ...] = (*KINDS, "frequency", "exclude")
+OVERRIDES: tuple[str, ...] = (*KINDS, "frequency", "exclude", "years")
 #: Encodings of a column beyond its kind (``ColumnSpec.encoding``).
-EXCLUDED, FREQUENCY = "excluded", "frequency"
+EXCLUDED, FREQUENCY, YEARS = "excluded", "frequency", "years"
+#: Days per year for ages and calendar years (the Gregorian mean).
+DAYS_PER_YEAR = 365.2425
 #: Derived features of a datetime column: (suffix, kind).
 DATETIME_PARTS: tuple[tuple[str, Kind], ...] = (("hour", "numeric"), ("dayofweek", "categorical"))
 
@@ -42,8 +44,10 @@ class ColumnSpec:
     ``levels`` holds the two training values of a binary column (the first maps to 0,
     the second to 1); other kinds leave it empty. ``encoding`` is ``""`` (modelled by its
     kind), ``"frequency"`` (a categorical modelled by how often its value occurred in
-    training) or ``"excluded"`` (not modelled; accepted and ignored at scoring), and
-    ``reason`` says why when fit chose it.
+    training), ``"years"`` (a date-time modelled by the years from it to the datetime
+    column ``reference``, an age at the event, or by its calendar year without one) or
+    ``"excluded"`` (not modelled; accepted and ignored at scoring), and ``reason`` says
+    why when fit chose it.
     """
 
     name: str
@@ -53,10 +57,13 @@ class ColumnSpec:
     dtype: str = ""
     encoding: str = ""
     reason: str = ""
+    reference: str = ""
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["levels"] = list(self.levels)
+        if not self.reference:
+            del out["reference"]  # models without one keep the schema file they always had
         return out
 
     @classmethod
@@ -69,6 +76,7 @@ class ColumnSpec:
             dtype=str(data.get("dtype", "")),
             encoding=str(data.get("encoding", "")),
             reason=str(data.get("reason", "")),
+            reference=str(data.get("reference", "")),
         )
 
     @property
@@ -89,6 +97,8 @@ class ColumnSpec:
             return []
         if self.encoding == FREQUENCY:
             return [(f"{self.name}.frequency", "numeric")]
+        if self.encoding == YEARS:
+            return [(f"{self.name}.{'age_years' if self.reference else 'year'}", "numeric")]
         if self.kind == "datetime":
             return [(f"{self.name}.{part}", kind) for part, kind in DATETIME_PARTS]
         return [(self.name, self.kind)]
@@ -188,7 +198,7 @@ class Schema:
         bad_rows: dict[int, list[ColumnProblem]] = {}
         out: dict[str, Any] = {}
         for spec in self.modelled:
-            values, problems = _normalize_column(frame[spec.name], spec)
+            values, problems = normalize_column(frame[spec.name], spec)
             out[spec.name] = values
             for row, problem in problems:
                 bad_rows.setdefault(row, []).append(problem)
@@ -207,7 +217,7 @@ class Schema:
         return ValidationResult(result, bad_rows, extra)
 
 
-def _normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple[int, ColumnProblem]]]:
+def normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple[int, ColumnProblem]]]:
     """Return the normalized values of one column and the (row, problem) pairs found."""
     problems: list[tuple[int, ColumnProblem]] = []
     raw = col.to_numpy(dtype=object) if col.dtype == object else col.to_numpy()

@@ -138,6 +138,71 @@ def test_column_types_override_the_roles(override: dict, encoding: str, feature:
     assert feature in det.preprocessor_.feature_names
 
 
+def _people(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    """Card events with the customer's date of birth (as text, as exports hold it)."""
+    rng = np.random.default_rng(seed)
+    when = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.uniform(0, 700, n), unit="D")
+    age = rng.uniform(18, 80, n)
+    dob = (when - pd.to_timedelta(age * 365.2425, unit="D")).normalize()
+    return _frame(n, seed).assign(when=when.strftime("%Y-%m-%dT%H:%M:%S"), dob=dob.strftime("%Y-%m-%d"))
+
+
+def test_a_date_of_birth_is_modelled_as_age_at_the_event_and_said_once() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        det = VAEDetector(random_state=0, max_epochs=2).fit(_people())
+    spec = det.schema_["dob"]
+    assert (spec.encoding, spec.reference) == ("years", "when")
+    assert "like a date of birth" in det.schema_.roles()["dob"]["reason"]
+    lines = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert sum("Column 'dob' is modelled in years" in line for line in lines) == 1, lines
+    names = det.preprocessor_.feature_names
+    assert "dob.age_years" in names and not any(n in names for n in ("dob.hour", "dob.dayofweek"))
+    assert {"when.hour", "when.dayofweek"} <= set(names)  # the event clock keeps its calendar parts
+    # The value shown is the age at the event, computed from both columns of that row.
+    row = pd.DataFrame({"amount": [20.0], "merchant": ["a"], "velocity": [2.0]}).assign(
+        when="2021-03-01T12:00:00", dob="1971-03-01"
+    )
+    age = det.score_frame(row, explain_top_k=5).values["dob.age_years"][0]
+    assert age == pytest.approx(50.0, abs=0.01)
+
+
+@pytest.mark.filterwarnings("ignore::fraudvae.exceptions.DataWarning")
+def test_years_without_an_event_clock_is_the_calendar_year_and_survives_save_load(tmp_path) -> None:
+    df = _people().drop(columns=["when"])
+    det = VAEDetector(random_state=0, max_epochs=2).fit(df)
+    assert (det.schema_["dob"].encoding, det.schema_["dob"].reference) == ("years", "")
+    year = det.score_frame(df.iloc[:1].assign(dob="1990-07-02"), explain_top_k=5).values["dob.year"][0]
+    assert year == pytest.approx(1990.5, abs=0.01)
+    det.save(str(tmp_path / "m"))
+    again = VAEDetector.load(str(tmp_path / "m"))
+    assert again.schema_["dob"] == det.schema_["dob"]
+    np.testing.assert_array_equal(again.anomaly_score(df), det.anomaly_score(df))
+
+
+@pytest.mark.filterwarnings("ignore::fraudvae.exceptions.DataWarning")
+@pytest.mark.parametrize(("override", "encoding"), [("datetime", ""), ("years", "years")])
+def test_column_types_choose_calendar_parts_or_years(override: str, encoding: str) -> None:
+    df = _people()
+    if override == "years":  # a short-span date asked for as years
+        df = df.assign(opened=pd.to_datetime(df["when"]) - pd.Timedelta(days=30))
+        det = VAEDetector(random_state=0, max_epochs=1, column_types={"opened": "years"}).fit(df)
+        assert (det.schema_["opened"].encoding, det.schema_["opened"].reference) == ("years", "when")
+        return
+    det = VAEDetector(random_state=0, max_epochs=1, column_types={"dob": override}).fit(df)
+    assert det.schema_["dob"].encoding == encoding
+    assert "dob.hour" in det.preprocessor_.feature_names
+
+
+@pytest.mark.filterwarnings("ignore::fraudvae.exceptions.DataWarning")
+def test_a_missing_date_of_birth_is_scored_and_named() -> None:
+    det = VAEDetector(random_state=0, max_epochs=2).fit(_people())
+    row = _people(1, seed=5).assign(dob=None)
+    result = det.score_frame(row, explain_top_k=3)
+    assert np.isfinite(result.anomaly_score).all()
+    assert "dob.age_years" in set(result.explanations(3)["feature"])
+
+
 @pytest.mark.filterwarnings("ignore::fraudvae.exceptions.DataWarning")
 def test_every_column_left_out_is_one_clear_error() -> None:
     df = _raw_export()[["trans_num", "memo"]]
