@@ -25,7 +25,16 @@ CSV_SETS: dict[str, tuple[str, str, object, list[str]]] = {
     # The data README: `difficulty` is not a feature (it grades how hard the label was).
     "nsl_kdd_train20": ("fraud/nsl_kdd_KDDTrain+_20Percent.csv.gz", "attack", "!normal", ["difficulty"]),
 }
+#: The ADBench files of the first rounds: the quality tests pin floors on these, measured
+#: over five seeds (``benchmarks/seed_spread.py``).
 ADBENCH = ["2_annthyroid", "5_campaign", "6_cardio", "23_mammography", "29_Pima", "32_shuttle", "38_thyroid", "44_Wilt"]
+#: Every ADBench file in ../shared/data/adbench: those eight and the twelve added for issue
+#: 13, where plain KNN led (``benchmarks/ablation.py``).
+ADBENCH_ALL = [
+    *ADBENCH,
+    *("7_Cardiotocography", "10_cover", "12_fault", "14_glass", "19_landsat", "20_letter", "22_magic.gamma"),
+    *("26_optdigits", "27_PageBlocks", "33_skin", "35_SpamBase", "39_vertebral"),
+]
 SEEDS = (0, 1, 2)
 MAX_TRAIN_NORMAL = 20_000
 MAX_TEST = 50_000

@@ -3,7 +3,7 @@
 torch sizes its pool by the host's cores. On a shared machine that is the wrong number
 twice over: the process may be allowed fewer CPUs (an affinity mask from ``taskset`` or a
 container's cgroup quota, ``cpu.max``), and for the small matrix products of this model
-(batches of at most 256 rows through layers of 128 and 64 units) a second thread saves
+(batches of at most 256 rows through layers of 256 and 128 units) a second thread saves
 little when the machine is idle and costs several-fold when another process holds a core:
 OpenMP threads wait at a barrier for the one that was descheduled. Measured on 2 cores: a
 500 x 8 fit took 1.4 s on one thread and 1.5 s on two when idle, and 1.4 s vs 5.6 s beside
