@@ -50,9 +50,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         it makes the :class:`~fraudvae.plan.ScoringPlan` (:meth:`scoring_plan`); ``fit``
         calibrates the plans of all three methods.
     latent_dim, hidden_dims
-        Size of ``z`` (``None``: ``clip(n_features // 2, 2, 16)``) and encoder widths (the
-        decoder mirrors them). Widths of 256 and 128 fit multi-modal normal data that 128
-        and 64 under-fit: +0.016 mean AUROC over the 20 ADBench files (BENCHMARKS.md).
+        Size of ``z`` (``None``: ``clip(n_features // 2, 2, 16)``) and widths (BENCHMARKS.md, ablation).
     max_epochs, batch_size : int or None
         ``None`` follows :mod:`fraudvae.schedule` (about 2,000 steps, batches of a tenth of
         the rows up to 256, larger beyond 25,600 rows with the learning rate scaled).
