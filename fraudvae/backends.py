@@ -107,9 +107,7 @@ class NetworkBackend:
         seed: int,
         on_epoch: Callable[[EpochLog], None],
     ) -> tuple[NetworkBackend, FitResult]:
-        n_features = len(pre.internal_order)
-        latent_dim = params["latent_dim"]
-        latent = int(latent_dim) if latent_dim is not None else int(np.clip(n_features // 2, 2, 16))
+        latent = _latent_size(params["latent_dim"], len(pre.internal_order), lowest=2)
         architecture: dict[str, Any] = {
             "n_num": len(pre.num_features),
             "nullable_num": pre.nullable_num,
@@ -182,6 +180,11 @@ class NetworkBackend:
         return score_vae(self._scoring, enc, self.draws(draws), sampled=draws > 0, iwae=iwae, expectations=expectations)
 
 
+def _latent_size(requested: int | None, n_features: int, *, lowest: int) -> int:
+    """``latent_dim`` as given, else half the model features, between ``lowest`` and 16."""
+    return int(requested) if requested is not None else int(np.clip(n_features // 2, lowest, 16))
+
+
 class PPCABackend:
     """Closed-form probabilistic PCA (Tipping & Bishop) on the encoded design matrix.
 
@@ -207,8 +210,7 @@ class PPCABackend:
     ) -> tuple[PPCABackend, FitResult]:
         design = design_matrix(pre, enc_train)
         d = design.shape[1]
-        latent_dim = params["latent_dim"]
-        q = int(latent_dim) if latent_dim is not None else int(np.clip(len(pre.internal_order) // 2, 1, 16))
+        q = _latent_size(params["latent_dim"], len(pre.internal_order), lowest=1)
         q = max(1, min(q, d - 1, design.shape[0] - 1))
         # A tiny ridge keeps the covariance invertible when columns are constant.
         pca = PCA(n_components=q, svd_solver="full").fit(design)
