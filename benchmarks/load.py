@@ -161,15 +161,21 @@ def free_port() -> int:
 
 
 def start(
-    model_dir: Path, workers: int = 1, *, prefix: Sequence[str] = (), quiet: bool = True
+    model_dir: Path,
+    workers: int = 1,
+    *,
+    prefix: Sequence[str] = (),
+    quiet: bool = True,
+    settings: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """A ready ``fraudvae serve`` on a free loopback port, and its URL.
 
     ``prefix`` runs it under another command (``taskset -c 0``); ``quiet=False`` keeps the
-    default log level (access lines), as a deployment runs it.
+    default log level (access lines), as a deployment runs it; ``settings`` are extra
+    ``FRAUDVAE_*`` environment variables.
     """
     port = free_port()
-    env = {**os.environ, "FRAUDVAE_ADMIN_KEY": ADMIN_KEY}
+    env = {**os.environ, "FRAUDVAE_ADMIN_KEY": ADMIN_KEY, **(settings or {})}
     if quiet:
         env["FRAUDVAE_LOG_LEVEL"] = "warning"
     proc = subprocess.Popen(

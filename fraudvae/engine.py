@@ -29,7 +29,7 @@ from fraudvae.plan import ScoringPlan
 from fraudvae.preprocessing import Encoded, Preprocessor, expand_features
 from fraudvae.results import LATENT, ScoreResult
 from fraudvae.schema import Schema
-from fraudvae.scoring import Components, row_sum
+from fraudvae.scoring import CHUNK_ROWS, Components, row_sum
 
 __all__ = ["Engine", "PreparedRows"]
 
@@ -208,8 +208,20 @@ class Engine:
         """
         cal = self.plan_calibration(plan) if require_calibration else self._plans.get(plan.key)
         enc = prepared.enc
+        n, n_feat = len(enc), len(self.preprocessor.feature_names)
         draws = plan.draws if plan.method != "reconstruction" or sampled else 0
-        comp = self._components(enc, draws, iwae=plan.method == "iwae", expectations=explain_top_k > 0)
+        iwae = plan.method == "iwae"
+        variant_scores = None
+        if explain_top_k > 0 and 0 < n * (n_feat + 1) <= CHUNK_ROWS:
+            # A few rows (the service's /score): the rows and each of their one-feature-typical
+            # variants fit in one chunk, so the ranking costs no second pass. Same bits as two
+            # passes: a row's terms never depend on the rows beside it.
+            variants = self._variants(enc, np.tile(np.arange(n_feat), (n, 1)))
+            both = self._components(Encoded.stack(enc, variants), draws, iwae=iwae, expectations=True)
+            comp = both.rows(slice(0, n))
+            variant_scores = self._variant_totals(both.rows(slice(n, None)), plan.method).reshape(n, n_feat)
+        else:
+            comp = self._components(enc, draws, iwae=iwae, expectations=explain_top_k > 0)
         contributions, score = self._contributions(comp, plan.method)
         if elbo_draws == 0:
             comp.elbo = comp.reconstruction
@@ -223,7 +235,7 @@ class Engine:
             # Only explanations show values in the user's units; the batch and Spark
             # hot path skips the conversion.
             values, expected = self._values_and_expectations(prepared.clean, comp)
-            ranking, drops = self._rank_features(enc, score, excess, plan.method, draws, explain_top_k)
+            ranking, drops = self._rank_features(enc, score, excess, plan.method, draws, explain_top_k, variant_scores)
         return ScoreResult(
             anomaly_score=score,
             reconstruction=row_sum(comp.reconstruction),
@@ -262,25 +274,43 @@ class Engine:
         return contributions, row_sum(contributions)
 
     def _rank_features(
-        self, enc: Encoded, score: np.ndarray, excess: np.ndarray, method: str, draws: int, top_k: int
+        self,
+        enc: Encoded,
+        score: np.ndarray,
+        excess: np.ndarray,
+        method: str,
+        draws: int,
+        top_k: int,
+        variant_scores: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rank each row's features by how much the score falls when that feature alone is typical.
 
         A term of the score can be large because another feature is off: an extreme
         value pulls the latent code, and correlated features are then mispredicted.
         Resetting the real culprit repairs the whole row, so the counterfactual drop
-        names it. Only the ``max(2k, 6)`` features with the largest excess are tried.
+        names it. Only the ``max(2k, 6)`` features with the largest excess are tried
+        (``variant_scores``, when given, already holds every feature's variant score).
         """
-        pre = self.preprocessor
-        n, n_feat = len(enc), len(pre.feature_names)
+        n_feat = len(self.preprocessor.feature_names)
         m = min(n_feat, max(2 * top_k, 6))
         candidates = np.argsort(-excess[:, :n_feat], axis=1, kind="stable")[:, :m]  # schema order
-        internal = pre.to_schema_order[candidates]  # -> internal index
+        if variant_scores is not None:
+            modified = np.take_along_axis(variant_scores, candidates, axis=1)
+        else:
+            comp = self._components(self._variants(enc, candidates), draws, iwae=method == "iwae", expectations=False)
+            modified = self._variant_totals(comp, method).reshape(len(enc), m)
+        drops = score[:, None] - modified
+        order = np.argsort(-drops, axis=1, kind="stable")
+        return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(drops, order, axis=1)
+
+    def _variants(self, enc: Encoded, features: np.ndarray) -> Encoded:
+        """For each row and each of its ``features`` (schema order, (n, m)), the row with that feature typical."""
+        pre = self.preprocessor
+        n, m = features.shape
         n_num, n_bin = enc.num.shape[1], enc.bin.shape[1]
         typ_num, typ_bin, typ_cat = pre.typical_row_values()
-        rows = np.repeat(np.arange(n), m)
-        mod = enc.take(rows).copy()
-        feat = internal.ravel()
+        mod = enc.take(np.repeat(np.arange(n), m)).copy()
+        feat = pre.to_schema_order[features].ravel()  # -> internal index
         r = np.arange(n * m)
         if mod.unexpected_missing is not None:
             mod.unexpected_missing[r, feat] = False  # a feature made typical is present
@@ -291,12 +321,12 @@ class Engine:
         mod.num_obs[r[is_num], feat[is_num]] = 1.0
         mod.bin[r[is_bin], feat[is_bin] - n_num] = typ_bin[feat[is_bin] - n_num]
         mod.cat[r[is_cat], feat[is_cat] - n_num - n_bin] = typ_cat[feat[is_cat] - n_num - n_bin]
-        comp = self._components(mod, draws, iwae=method == "iwae", expectations=False)
+        return mod
+
+    @staticmethod
+    def _variant_totals(comp: Components, method: str) -> np.ndarray:
         per_feature, latent = _method_terms(comp, method)
-        modified = (row_sum(per_feature) + latent).reshape(n, m)
-        drops = score[:, None] - modified
-        order = np.argsort(-drops, axis=1, kind="stable")
-        return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(drops, order, axis=1)
+        return row_sum(per_feature) + latent
 
     def _values_and_expectations(
         self, clean: pd.DataFrame, comp: Components

@@ -45,6 +45,25 @@ class Encoded:
         missing = self.unexpected_missing[idx] if self.unexpected_missing is not None else None
         return Encoded(self.num[idx], self.num_obs[idx], self.bin[idx], self.cat[idx], missing)
 
+    @staticmethod
+    def stack(first: Encoded, second: Encoded) -> Encoded:
+        """The rows of ``first``, then those of ``second``."""
+        missing = None
+        if first.unexpected_missing is not None or second.unexpected_missing is not None:
+            missing = np.concatenate([e.missing_mask() for e in (first, second)])
+        num, obs, binary, cat = (np.concatenate([a, b]) for a, b in zip(first.arrays(), second.arrays(), strict=True))
+        return Encoded(num, obs, binary, cat, missing)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.num, self.num_obs, self.bin, self.cat
+
+    def missing_mask(self) -> np.ndarray:
+        """``unexpected_missing`` as an array even when nothing is missing."""
+        if self.unexpected_missing is not None:
+            return self.unexpected_missing
+        width = self.num.shape[1] + self.bin.shape[1] + self.cat.shape[1]
+        return np.zeros((len(self), width), dtype=bool)
+
     def copy(self) -> Encoded:
         missing = self.unexpected_missing.copy() if self.unexpected_missing is not None else None
         return Encoded(self.num.copy(), self.num_obs.copy(), self.bin.copy(), self.cat.copy(), missing)
@@ -265,9 +284,28 @@ def expand_features(
         if spec.kind != "datetime":
             out[spec.name] = values
             continue
-        ts = pd.DatetimeIndex(values)
-        hour = (ts.hour + ts.minute / 60.0).to_numpy(dtype=np.float64)
-        dow = ts.dayofweek.to_numpy(dtype=np.float64)
+        hour, dow = _clock_parts(values.astype("datetime64[ns]"))
         out[f"{spec.name}.hour"] = hour
-        out[f"{spec.name}.dayofweek"] = np.array([None if np.isnan(d) else str(int(d)) for d in dow], dtype=object)
+        out[f"{spec.name}.dayofweek"] = dow
     return out
+
+
+_WEEKDAYS = np.array([str(d) for d in range(7)], dtype=object)
+
+
+def _clock_parts(when: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hour of day (hours plus minutes / 60, seconds dropped) and weekday text ("0" = Monday).
+
+    numpy, not pandas accessors (which cost a fixed ~0.1 ms per column, the bulk of
+    scoring one row); the same values as ``DatetimeIndex.hour + minute / 60`` and
+    ``dayofweek``. ``NaT`` gives NaN and ``None``.
+    """
+    missing = np.isnat(when)
+    days = when.astype("datetime64[D]")
+    with np.errstate(invalid="ignore"):  # NaT // 1 minute
+        minutes = ((when - days) // np.timedelta64(1, "m")).astype(np.int64)
+    hour = (minutes // 60).astype(np.float64) + (minutes % 60) / 60.0
+    weekday = _WEEKDAYS[(days.astype(np.int64) + 3) % 7]  # 1970-01-01 was a Thursday (3)
+    hour[missing] = np.nan
+    weekday[missing] = None
+    return hour, weekday

@@ -7,6 +7,7 @@ column). Every entry point validates its input once, here, with
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -253,6 +254,9 @@ def normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple[
             values[i] = None
         return values, problems
     # datetime
+    iso = _plain_iso_times(raw, isna) if col.dtype == object else None
+    if iso is not None:
+        return iso, problems
     if col.dtype == object:
         # No date-time is longer than 64 characters; longer text (or text with a lone
         # surrogate) is refused before a date parser sees it.
@@ -270,6 +274,28 @@ def normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple[
     for i in np.flatnonzero(bad):
         problems.append((int(i), ColumnProblem(spec.name, _describe(raw[i]), spec.expected, int(i))))
     return parsed.to_numpy(dtype="datetime64[ns]"), problems
+
+
+#: Naive ISO 8601 date or date-time text that numpy and pandas read as the same instant
+#: (years 1900-2099, inside the nanosecond range both use).
+_PLAIN_ISO = re.compile(r"(?:19|20)\d\d-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,9})?)?)?")
+
+
+def _plain_iso_times(raw: np.ndarray, isna: np.ndarray) -> np.ndarray | None:
+    """Date-times parsed by numpy when every value is plain ISO text (or missing), else ``None``.
+
+    The common case (JSON and CSV timestamps) without ``pd.to_datetime``'s per-call cost,
+    about 0.4 ms, a tenth of scoring one row; anything else takes the general path.
+    """
+    text = raw[~isna]
+    if not all(isinstance(v, str) and _PLAIN_ISO.fullmatch(v) for v in text):
+        return None
+    out = np.full(len(raw), np.datetime64("NaT"), dtype="datetime64[ns]")
+    try:
+        out[~isna] = np.array(text.tolist(), dtype="datetime64[ns]")
+    except ValueError:  # an impossible date ("2024-02-30"): the general path names it
+        return None
+    return out
 
 
 def _category_key(value: Any) -> str:

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,6 +90,12 @@ class Components:
     bin_prob: np.ndarray | None  # (n, n_bin)
     cat_mode: np.ndarray | None  # (n, n_cat) most likely code
     latent_mean: np.ndarray  # (n, latent_dim)
+
+    def rows(self, index: slice) -> Components:
+        """The terms of some rows only (views, not copies)."""
+        parts: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        sliced: dict[str, Any] = {k: None if a is None else a[index] for k, a in parts.items()}
+        return Components(**sliced)
 
 
 def standard_normal_draws(n_samples: int, dim: int, seed: int) -> torch.Tensor:

@@ -120,3 +120,26 @@ def test_a_layer_without_a_deterministic_kernel_is_refused() -> None:
     mlp = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
     with pytest.raises(TypeError, match="ReLU"):
         run_chunked(mlp, torch.zeros(8, 3), 2)
+
+
+@pytest.mark.parametrize("method", ["elbo", "reconstruction", "iwae"])
+def test_a_lone_row_is_explained_in_one_pass_with_the_same_result_as_in_a_batch(
+    small: VAEDetector, holdout, method: str
+) -> None:
+    """A few rows share one chunk with their one-feature-typical variants (one forward pass,
+    the service's /score); in a larger batch the ranking takes a second pass over the
+    candidates only. Both must give the same bits: scores, rankings, drops, explanations."""
+    X, _ = holdout
+    X = X.iloc[:120].reset_index(drop=True)
+    X.loc[[3, 7], "amount"] = np.nan  # never missing in training: scored as evidence
+    batch = small.score_frame(X, scoring=method, explain_top_k=3)
+    assert batch.ranking is not None and batch.drops is not None
+    for i in (0, 3, 7, 42):
+        alone = small.score_frame(X.iloc[[i]], scoring=method, explain_top_k=3)
+        assert alone.ranking is not None and alone.drops is not None
+        np.testing.assert_array_equal(alone.anomaly_score, batch.anomaly_score[[i]])
+        np.testing.assert_array_equal(alone.ranking, batch.ranking[[i]])
+        np.testing.assert_array_equal(alone.drops, batch.drops[[i]])
+        assert alone.top_features(3) == [batch.top_features(3)[i]]
+    names = [item["feature"] for item in small.score_frame(X.iloc[[3]], explain_top_k=3).top_features(3)[0]]
+    assert "amount" in names

@@ -208,6 +208,19 @@ def test_request_id_is_echoed(client: TestClient) -> None:
     assert r.headers["X-Request-ID"] == "abc-123" and r.json()["request_id"] == "abc-123"
 
 
+@pytest.mark.parametrize("supplied", ["", "bad id with spaces", "x" * 65])
+def test_a_request_id_is_made_for_errors_too(client: TestClient, supplied: str) -> None:
+    """The id middleware is plain ASGI: error responses carry the id and are counted."""
+    r = client.post("/score", json={"amount": "lots"}, headers={"X-Request-ID": supplied})
+    made = r.headers["X-Request-ID"]
+    assert r.status_code == 422 and made != supplied and r.json()["request_id"] == made
+    r = client.get("/no/such/path")
+    assert r.status_code == 404 and len(r.headers["X-Request-ID"]) == 32
+    text = client.get("/metrics").text
+    assert 'fraudvae_requests_total{endpoint="/score",method="POST",status="422"}' in text
+    assert 'endpoint="unmatched",method="GET",status="404"' in text
+
+
 def test_api_keys(model_dir: Path) -> None:
     with make_client(model_dir, api_keys="k1,k2") as c:
         assert c.get("/health").status_code == 200
