@@ -1,0 +1,178 @@
+"""Behavioural features (``fraudvae.features``): every value against a brute-force computation.
+
+The stream is built by hand: two-key entities, events at the same instant (ties are not
+each other's past), missing keys, times and values, and windows that open and close.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudvae.exceptions import ConfigurationError, DataError
+from fraudvae.features import compute_features, load_spec, parse_spec
+
+SPEC = {
+    "time": {"column": "t"},
+    "entity": [
+        {
+            "keys": ["card"],
+            "windows": ["10min", "1h", "all"],
+            "count": True,
+            "sum": ["amount"],
+            "mean": ["amount"],
+            "max": ["amount"],
+            "std": ["amount"],
+            "distinct": ["merchant"],
+            "time_since_previous": True,
+            "ratio_to_past_mean": ["amount"],
+            "new_value": ["merchant"],
+        },
+        {"keys": ["card", "merchant"], "name": "card_merchant", "windows": ["1d"], "count": True},
+    ],
+    "row": [
+        {"name": "since_signup", "op": "time_difference", "columns": ["t", "signup"]},
+        {"name": "km", "op": "distance", "columns": ["lat", "lon", "lat2", "lon2"]},
+        {"name": "age", "op": "age", "columns": ["dob", "t"]},
+        {"name": "amount_over_limit", "op": "ratio", "columns": ["amount", "limit"]},
+        {"name": "headroom", "op": "difference", "columns": ["limit", "amount"]},
+    ],
+}
+WINDOWS = {"10min": 600.0, "1h": 3600.0, "all": math.inf, "1d": 86400.0}
+
+
+def _stream(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    start = np.datetime64("2024-03-01T00:00:00", "s")
+    # A 10-minute grid: many events share an instant, and windows end exactly on events.
+    seconds = np.sort(rng.integers(0, 3 * 86400 // 600, n)) * 600
+    frame = pd.DataFrame(
+        {
+            "t": (start + seconds.astype("timedelta64[s]")).astype(str),
+            "card": rng.choice(["c1", "c2", "c3", "c4"], n).astype(object),
+            "merchant": rng.choice(["m1", "m2", "m3", "m4", "m5", "m6"], n).astype(object),
+            "amount": rng.lognormal(3, 1, n).round(2),
+            "limit": rng.choice([0.0, 500.0, 1000.0], n),
+            "signup": "2024-02-01T12:00:00",
+            "dob": "1990-06-15",
+            "lat": rng.uniform(-60, 60, n),
+            "lon": rng.uniform(-180, 180, n),
+            "lat2": rng.uniform(-60, 60, n),
+            "lon2": rng.uniform(-180, 180, n),
+        }
+    ).sample(frac=1.0, random_state=seed)  # the file is not in time order
+    frame.loc[frame.index[::37], "card"] = None
+    frame.loc[frame.index[::41], "amount"] = np.nan
+    frame.loc[frame.index[::43], "merchant"] = None
+    frame.loc[frame.index[::53], "t"] = None
+    return frame
+
+
+def _brute(frame: pd.DataFrame) -> dict[str, list[float]]:
+    t = (pd.to_datetime(frame["t"]) - pd.Timestamp(0)).dt.total_seconds().to_numpy()
+    card, merchant, amount = frame["card"].to_numpy(), frame["merchant"].to_numpy(), frame["amount"].to_numpy()
+    out: dict[str, list[float]] = {}
+
+    def add(name: str, value: float) -> None:
+        out.setdefault(name, []).append(value)
+
+    for i in range(len(frame)):
+        known = card[i] is not None and not np.isnan(t[i])
+        past = [j for j in range(len(frame)) if known and card[j] == card[i] and t[j] < t[i]]
+        for w in ("10min", "1h", "all"):
+            inside = [j for j in past if t[j] >= t[i] - WINDOWS[w]]
+            vals = [amount[j] for j in inside if not np.isnan(amount[j])]
+            nan = math.nan
+            add(f"card:count_{w}", len(inside) if known else nan)
+            add(f"card:sum_amount_{w}", sum(vals) if known else nan)
+            add(f"card:mean_amount_{w}", float(np.mean(vals)) if vals else nan)
+            add(f"card:max_amount_{w}", max(vals) if vals else nan)
+            add(f"card:std_amount_{w}", float(np.std(vals)) if vals else nan)
+            add(f"card:distinct_merchant_{w}", len({merchant[j] for j in inside} - {None}) if known else nan)
+        add("card:seconds_since_previous", t[i] - max(t[j] for j in past) if past else math.nan)
+        past_vals = [amount[j] for j in past if not np.isnan(amount[j])]
+        mean = float(np.mean(past_vals)) if past_vals else math.nan
+        add("card:amount_over_past_mean", amount[i] / mean if past_vals and mean != 0 else math.nan)
+        seen = {merchant[j] for j in past}
+        add("card:new_merchant", math.nan if not known or merchant[i] is None else float(merchant[i] not in seen))
+        pair_known = known and merchant[i] is not None
+        same = [j for j in past if merchant[j] == merchant[i] and t[j] >= t[i] - 86400]
+        add("card_merchant:count_1d", len(same) if pair_known else math.nan)
+    return out
+
+
+def test_every_feature_equals_a_brute_force_computation() -> None:
+    frame = _stream()
+    spec = parse_spec(SPEC)
+    got = compute_features(frame, spec)
+    assert list(got.columns) == spec.feature_names() and got.index.equals(frame.index)
+    for name, expected in _brute(frame).items():
+        np.testing.assert_allclose(got[name].to_numpy(), np.array(expected, dtype=float), rtol=1e-9, err_msg=name)
+    # Ties: events at one instant of one card see the same past (none of each other).
+    tied = frame.dropna(subset=["card", "t"]).groupby(["card", "t"]).filter(lambda g: len(g) > 1)
+    assert len(tied) > 20
+    counts = got.loc[tied.index, "card:count_all"].groupby([tied["card"], tied["t"]]).nunique()
+    assert (counts == 1).all()
+
+
+def test_row_features() -> None:
+    frame = _stream(50)
+    got = compute_features(frame, parse_spec(SPEC))
+    t = pd.to_datetime(frame["t"])
+    np.testing.assert_allclose(got["since_signup"], (t - pd.Timestamp("2024-02-01T12:00:00")).dt.total_seconds())
+    np.testing.assert_allclose(got["age"], (t - pd.Timestamp("1990-06-15")).dt.total_seconds() / (365.2425 * 86400))
+    one = pd.DataFrame({"a": [0.0], "b": [0.0], "c": [0.0], "d": [90.0]})
+    spec = parse_spec({"row": [{"name": "km", "op": "distance", "columns": ["a", "b", "c", "d"]}]})
+    assert compute_features(one, spec)["km"].iloc[0] == pytest.approx(10007.5, rel=1e-4)  # a quarter meridian
+    limit_zero = frame["limit"] == 0
+    assert got.loc[limit_zero, "amount_over_limit"].isna().all()
+    np.testing.assert_allclose(got["headroom"], frame["limit"] - frame["amount"])
+
+
+def test_a_later_event_never_changes_an_earlier_events_features() -> None:
+    frame = _stream().dropna(subset=["t"])
+    spec = parse_spec(SPEC)
+    full = compute_features(frame, spec)
+    cut = pd.to_datetime(frame["t"]).sort_values().iloc[len(frame) // 2]
+    early = frame[pd.to_datetime(frame["t"]) < cut]
+    pd.testing.assert_frame_equal(compute_features(early, spec), full.loc[early.index])
+
+
+def test_hostile_numbers_are_missing_not_a_crash() -> None:
+    frame = pd.DataFrame({"t": [1.0, 2.0, 3.0], "card": ["a", "a", "a"], "amount": ["1e77904855641443592", "5", "x"]})
+    spec = parse_spec({"time": {"column": "t", "unit": "s"}, "entity": [{"keys": "card", "sum": ["amount"]}]})
+    got = compute_features(frame, spec)["card:sum_amount_all"].tolist()
+    assert got == [0.0, 0.0, 5.0]
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"entity": [{"keys": ["card"]}]}, "need \\[time\\] column"),
+        ({"time": {"column": "t"}, "entity": [{"count": True}]}, "no keys"),
+        ({"time": {"column": "t"}, "entity": [{"keys": ["c"], "windows": ["10 minutes"]}]}, "'10 minutes' is not"),
+        ({"time": {"column": "t"}, "entity": [{"keys": ["c"], "median": ["a"]}]}, "unknown option.*median"),
+        ({"row": [{"op": "product", "columns": ["a", "b"]}]}, "op 'product'"),
+        ({"row": [{"op": "distance", "columns": ["a", "b"]}]}, "takes 4 columns, got 2"),
+        ({"time": {"column": "t", "unit": "weeks"}}, "unit 'weeks'"),
+        ({"windows": []}, "unknown section"),
+    ],
+)
+def test_spec_mistakes_name_their_place(doc: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        parse_spec(doc)
+
+
+def test_spec_file_and_missing_columns(tmp_path) -> None:
+    path = tmp_path / "features.toml"
+    path.write_text('[time]\ncolumn = "t"\n\n[[entity]]\nkeys = ["card"]\ncount = true\n', encoding="utf-8")
+    spec = load_spec(path)
+    assert spec.feature_names() == ["card:count_all"]
+    with pytest.raises(DataError, match="\\['card'\\]"):
+        compute_features(pd.DataFrame({"t": ["2024-01-01"]}), spec)
+    path.write_text("[time\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="not valid TOML"):
+        load_spec(path)
