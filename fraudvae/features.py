@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from fraudvae.exceptions import ConfigurationError, DataError
-from fraudvae.textparse import parse_numbers
+from fraudvae.schema import DAYS_PER_YEAR, ColumnSpec, normalize_column
 
 __all__ = ["EntitySpec", "FeatureSpec", "RowFeature", "compute_features", "load_spec", "parse_spec"]
 
@@ -202,25 +202,17 @@ def load_spec(path: str | Path) -> FeatureSpec:
 
 # ---------------------------------------------------------------------- computation
 def _event_seconds(frame: pd.DataFrame, spec: FeatureSpec, column: str) -> np.ndarray:
+    """Event times in seconds (date-times read by the schema's parser, which refuses hostile text)."""
     values = frame[column]
     if spec.time_unit is not None or pd.api.types.is_numeric_dtype(values.dtype):
         return _numbers(frame, column) * (spec.time_unit or 1.0)
-    when = pd.to_datetime(values, errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
-    ns = when.to_numpy(dtype="datetime64[ns]")
-    out = (ns - np.datetime64(0, "ns")) / np.timedelta64(1, "s")
-    return np.where(np.isnat(ns), np.nan, out)
+    when, _ = normalize_column(values, ColumnSpec(name=column, kind="datetime", nullable=True))
+    return np.where(np.isnat(when), np.nan, (when - np.datetime64(0, "ns")) / np.timedelta64(1, "s"))
 
 
 def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """A column as float64; text that is not a number (or overflows) is missing.
-
-    Not ``pd.to_numeric``: pandas 2.3 crashes the process on some exponents.
-    """
-    col = frame[column]
-    if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
-        out = col.to_numpy(dtype=np.float64, na_value=np.nan)
-    else:
-        out, _ = parse_numbers(col.to_numpy(dtype=object))
+    """A column as float64 by the schema's parser; text that is not a number, or overflows, is missing."""
+    out, _ = normalize_column(frame[column], ColumnSpec(name=column, kind="numeric", nullable=True))
     return np.where(np.isfinite(out), out, np.nan)
 
 
@@ -375,9 +367,8 @@ def _row_feature(frame: pd.DataFrame, spec: FeatureSpec, r: RowFeature) -> np.nd
     if r.op == "time_difference":
         return _event_seconds(frame, spec, r.columns[0]) - _event_seconds(frame, spec, r.columns[1])
     if r.op == "age":
-        return (_event_seconds(frame, spec, r.columns[1]) - _event_seconds(frame, spec, r.columns[0])) / (
-            365.2425 * 86400.0
-        )
+        seconds = _event_seconds(frame, spec, r.columns[1]) - _event_seconds(frame, spec, r.columns[0])
+        return seconds / (DAYS_PER_YEAR * 86400.0)
     if r.op == "distance":
         lat1, lon1, lat2, lon2 = (np.radians(_numbers(frame, c)) for c in r.columns)
         a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2

@@ -35,9 +35,9 @@ async def score(request: Request, model: ModelDep, settings: SettingsDep, metric
     except ValidationError as exc:
         raise InvalidInput(errors.pydantic_errors(exc, expected=model.expected)) from exc
     frame = rows_to_frame([row], model)
-    # Inline, not in the thread pool: one row scores in about a millisecond (one torch
-    # thread per worker), less than the hop to a pool thread and back costs. Batches,
-    # which take longer, still leave the event loop free.
+    # Inline, not in the thread pool: one row takes a few milliseconds on the worker's one
+    # torch thread, and the hop to a pool thread and back made /score slower, not faster
+    # (BENCHMARKS.md, "HTTP service"). Batches, which take longer, still go to the pool.
     result = model.detector.score_frame(frame, explain_top_k=settings.explain_top_k, warn_extra=False)
     metrics.observe_scores(result)
     return json_response(
