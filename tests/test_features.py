@@ -148,6 +148,14 @@ def test_hostile_numbers_are_missing_not_a_crash() -> None:
     assert got == [0.0, 0.0, 5.0]
 
 
+def test_hostile_time_text_is_missing_not_parsed() -> None:
+    """Times go through the schema's parser, which refuses text no date-time can be."""
+    frame = pd.DataFrame({"t": ["2024-01-01T00:00:00", "9" * 100, "2024-01-01T00:10:00", "\ud800"], "card": ["a"] * 4})
+    spec = parse_spec({"time": {"column": "t"}, "entity": [{"keys": "card", "count": True}]})
+    got = compute_features(frame, spec)["card:count_all"].tolist()
+    assert got[0] == 0.0 and got[2] == 1.0 and math.isnan(got[1]) and math.isnan(got[3])
+
+
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
