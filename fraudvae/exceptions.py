@@ -38,6 +38,7 @@ __all__ = [
     "DataError",
     "DataFileError",
     "DataWarning",
+    "EventOrderError",
     "FraudVAEError",
     "FraudVAEWarning",
     "IncompatibleArtifactError",
@@ -98,6 +99,14 @@ class InsufficientDataError(DataError):
 
 class DataFileError(DataError):
     """A data file cannot be found, read or parsed (wrong format, missing label column...)."""
+
+
+class EventOrderError(DataFileError):
+    """An event came after a later one where events must be in time order (a stream of chunks)."""
+
+    def __init__(self, message: str, *, position: int) -> None:
+        super().__init__(message)
+        self.position = position  # the row's position in the chunk
 
 
 class ConfigurationError(FraudVAEError, ValueError):

@@ -1,29 +1,6 @@
-"""Behavioural features declared once in a spec, computed point-in-time.
+"""Behavioural features, computed point-in-time, over a whole file or as a stream of chunks.
 
-A feature spec (TOML, read with the standard library) names the event-time column, the
-entities (one key column or several) and what to compute for each entity over sliding
-time windows and over its whole past, plus features within a row::
-
-    [time]
-    column = "timestamp"          # a date-time column, or numbers with a unit ("s", "min", "h", "d")
-
-    [[entity]]
-    keys = ["card_id"]            # name defaults to the keys joined by "+"
-    windows = ["10min", "1h", "24h", "7d", "all"]
-    count = true
-    sum = ["amount"]
-    mean = ["amount"]
-    max = ["amount"]
-    std = ["amount"]
-    distinct = ["merchant"]
-    time_since_previous = true
-    ratio_to_past_mean = ["amount"]
-    new_value = ["merchant", "country"]
-
-    [[row]]
-    name = "seconds_since_signup"
-    op = "time_difference"        # also: distance (km), age (years), ratio, difference
-    columns = ["purchase_time", "signup_time"]
+The spec (:mod:`fraudvae.featurespec`) says what to compute; this module computes it.
 
 **Point in time.** An event's features use only events of its entity *strictly earlier*
 in time: never the event itself, never later events, and never events at the same
@@ -31,350 +8,402 @@ instant (ties are not each other's past, whatever their order in the file). A wi
 ``w`` holds the past events with ``t - w <= t_past < t``. Empty windows give count 0,
 sum 0, distinct 0 and missing (NaN) mean, max and std; the first event of an entity has
 no time since the previous one and its values are all new (1.0). A missing entity key or
-time gives missing features. Standard deviations are population (``ddof=0``).
+time gives missing features. Standard deviations are population (``ddof=0``). Keys and
+values are compared as text in one canonical form (7, 7.0, "7" and "007" are one id), so
+every reader's typing of a column gives the same entities.
 
-This module is the computation; it is pure pandas/numpy and knows nothing of models.
+**One computation everywhere.** :func:`compute_features` is a :class:`FeatureStream` fed
+one chunk. The batch job feeds its chunks, in time order, to one stream, which carries
+each entity's history from chunk to chunk; Spark runs a stream per group of entities.
+An event's values depend only on its own entity's events, in time order (ties in input
+order), so all of them give the same bits:
+
+* counts, maxima, distinct counts and "new value" are exact;
+* sums over the past are running sums in time order started at the entity's first event
+  and carried across chunks; a window's sum is the difference of two of them;
+* standard deviations come from running sums of (value - the entity's first value) and
+  its square: the shift keeps the difference of squares from cancelling on large amounts
+  with a small spread (a window of one event has std 0 exactly).
+
+**Memory.** A stream keeps each entity's events inside the longest finite window, a fixed
+summary per entity (running sums, counts, last time) and the (entity, value) pairs that
+``new_value`` and whole-past ``distinct`` need: bounded by the entities, not the file.
 """
 
 from __future__ import annotations
 
-import itertools
+import functools
 import math
-import re
-import tomllib
-from collections import deque
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from fraudvae.exceptions import ConfigurationError, DataError
-from fraudvae.schema import DAYS_PER_YEAR, ColumnSpec, normalize_column
+from fraudvae.eventcolumns import SEP, canonical_text, entity_keys, event_seconds, numbers, row_feature
+from fraudvae.exceptions import DataError, EventOrderError
+from fraudvae.featurespec import EntitySpec, FeatureSpec, load_spec, parse_spec, window_seconds
+from fraudvae.textparse import printable
 
-__all__ = ["EntitySpec", "FeatureSpec", "RowFeature", "compute_features", "load_spec", "parse_spec"]
-
-_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|min|h|d)$")
-_STATS = ("sum", "mean", "max", "std")
-_ROW_OPS = {"time_difference": 2, "distance": 4, "age": 2, "ratio": 2, "difference": 2}
-_EARTH_RADIUS_KM = 6371.0088
-
-
-@dataclass(frozen=True)
-class EntitySpec:
-    keys: tuple[str, ...]
-    name: str
-    windows: tuple[str, ...] = ("all",)
-    count: bool = False
-    stats: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "sum" -> columns, ...
-    distinct: tuple[str, ...] = ()
-    time_since_previous: bool = False
-    ratio_to_past_mean: tuple[str, ...] = ()
-    new_value: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RowFeature:
-    name: str
-    op: str
-    columns: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    time: str | None
-    time_unit: float | None  # seconds per unit of a numeric time column; None: date-time
-    entities: tuple[EntitySpec, ...] = ()
-    rows: tuple[RowFeature, ...] = ()
-
-    def feature_names(self) -> list[str]:
-        """Names of the derived columns, in the order :func:`compute_features` adds them."""
-        names: list[str] = []
-        for e in self.entities:
-            for w in e.windows:
-                if e.count:
-                    names.append(f"{e.name}:count_{w}")
-                for stat, columns in e.stats.items():
-                    names += [f"{e.name}:{stat}_{c}_{w}" for c in columns]
-                names += [f"{e.name}:distinct_{c}_{w}" for c in e.distinct]
-            if e.time_since_previous:
-                names.append(f"{e.name}:seconds_since_previous")
-            names += [f"{e.name}:{c}_over_past_mean" for c in e.ratio_to_past_mean]
-            names += [f"{e.name}:new_{c}" for c in e.new_value]
-        return names + [r.name for r in self.rows]
-
-    def columns_used(self) -> set[str]:
-        used = {self.time} if self.time else set()
-        for e in self.entities:
-            used |= set(e.keys) | set(e.distinct) | set(e.ratio_to_past_mean) | set(e.new_value)
-            for columns in e.stats.values():
-                used |= set(columns)
-        for r in self.rows:
-            used |= set(r.columns)
-        return used
-
-
-def _seconds(text: str, where: str) -> float:
-    found = _DURATION.match(text)
-    if text != "all" and not found:
-        raise ConfigurationError(
-            f"{where}: window {text!r} is not a duration; expected a number and a unit (s, min, h, d), "
-            'like "10min" or "7d", or "all" for the whole past.'
-        )
-    return math.inf if found is None else float(found.group(1)) * _UNITS[found.group(2)]
-
-
-def _names(value: Any, where: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigurationError(f'{where}: {value!r} is not a list of column names; expected e.g. ["amount"].')
-    return tuple(value)
-
-
-def parse_spec(doc: dict[str, Any]) -> FeatureSpec:
-    """A :class:`FeatureSpec` from a parsed TOML document; every mistake names its place."""
-    unknown = set(doc) - {"time", "entity", "row"}
-    if unknown:
-        raise ConfigurationError(f"feature spec: unknown section(s) {sorted(unknown)}; expected time, entity, row.")
-    time_doc = doc.get("time", {})
-    time = time_doc.get("column")
-    unit_text = time_doc.get("unit")
-    if unit_text is not None and unit_text not in _UNITS:
-        raise ConfigurationError(f"[time] unit {unit_text!r}: expected one of {sorted(_UNITS)}.")
-    entities = []
-    for i, e in enumerate(doc.get("entity", [])):
-        where = f"[[entity]] #{i + 1}"
-        allowed = {"keys", "name", "windows", "count", *_STATS, "distinct", "time_since_previous"}
-        extra = set(e) - allowed - {"ratio_to_past_mean", "new_value"}
-        if extra:
-            raise ConfigurationError(f"{where}: unknown option(s) {sorted(extra)}; expected {sorted(allowed)}.")
-        if "keys" not in e:
-            raise ConfigurationError(f'{where}: no keys; expected keys = ["card_id"] (one column or several).')
-        keys = _names(e["keys"], f"{where} keys")
-        windows = tuple(e.get("windows", ["all"]))
-        for w in windows:
-            _seconds(str(w), where)
-        if time is None:
-            raise ConfigurationError(f'{where}: per-entity features need [time] column = "...", the event time.')
-        entities.append(
-            EntitySpec(
-                keys=keys,
-                name=str(e.get("name", "+".join(keys))),
-                windows=windows,
-                count=bool(e.get("count", False)),
-                stats={s: _names(e[s], f"{where} {s}") for s in _STATS if s in e},
-                distinct=_names(e.get("distinct", []), f"{where} distinct"),
-                time_since_previous=bool(e.get("time_since_previous", False)),
-                ratio_to_past_mean=_names(e.get("ratio_to_past_mean", []), f"{where} ratio_to_past_mean"),
-                new_value=_names(e.get("new_value", []), f"{where} new_value"),
-            )
-        )
-    rows = []
-    for i, r in enumerate(doc.get("row", [])):
-        where = f"[[row]] #{i + 1}"
-        op = r.get("op")
-        if op not in _ROW_OPS:
-            raise ConfigurationError(f"{where}: op {op!r}; expected one of {sorted(_ROW_OPS)}.")
-        columns = _names(r.get("columns", []), f"{where} columns")
-        if len(columns) != _ROW_OPS[op]:
-            raise ConfigurationError(f"{where}: op {op!r} takes {_ROW_OPS[op]} columns, got {len(columns)}.")
-        rows.append(RowFeature(str(r.get("name", f"{op}({','.join(columns)})")), op, columns))
-    spec = FeatureSpec(time, _UNITS[unit_text] if unit_text else None, tuple(entities), tuple(rows))
-    names = spec.feature_names()
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ConfigurationError(f"feature spec: feature name(s) {duplicates} defined twice; give each a name.")
-    return spec
-
-
-def load_spec(path: str | Path) -> FeatureSpec:
-    try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"cannot read the feature spec {str(path)!r}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"the feature spec {str(path)!r} is not valid TOML: {exc}") from exc
-    return parse_spec(doc)
-
-
-# ---------------------------------------------------------------------- computation
-def _event_seconds(frame: pd.DataFrame, spec: FeatureSpec, column: str) -> np.ndarray:
-    """Event times in seconds (date-times read by the schema's parser, which refuses hostile text)."""
-    values = frame[column]
-    if spec.time_unit is not None or pd.api.types.is_numeric_dtype(values.dtype):
-        return _numbers(frame, column) * (spec.time_unit or 1.0)
-    when, _ = normalize_column(values, ColumnSpec(name=column, kind="datetime", nullable=True))
-    return np.where(np.isnat(when), np.nan, (when - np.datetime64(0, "ns")) / np.timedelta64(1, "s"))
-
-
-def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """A column as float64 by the schema's parser; text that is not a number, or overflows, is missing."""
-    out, _ = normalize_column(frame[column], ColumnSpec(name=column, kind="numeric", nullable=True))
-    return np.where(np.isfinite(out), out, np.nan)
+__all__ = ["FeatureSpec", "FeatureStream", "compute_features", "load_spec", "parse_spec"]
 
 
 def compute_features(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """The spec's features for every row of ``frame``, in its row order (a new frame, same index)."""
-    missing = sorted(spec.columns_used() - set(map(str, frame.columns)))
-    if missing:
-        raise DataError(
-            f"the feature spec uses column(s) {missing} that the data does not have; add them or edit the spec."
+    return FeatureStream(spec).update(frame)
+
+
+class FeatureStream:
+    """Computes a spec's features chunk by chunk, carrying each entity's history.
+
+    Every chunk after the first must hold no event earlier than the latest event seen so
+    far (else :class:`~fraudvae.exceptions.EventOrderError`): the past of an event is then
+    complete when it arrives. With ``in_time_order`` the rows inside each chunk must be in
+    time order too, so whether a file is accepted does not depend on how it is chunked.
+    """
+
+    def __init__(self, spec: FeatureSpec, *, in_time_order: bool = False) -> None:
+        self.spec = spec
+        self.in_time_order = in_time_order
+        self.rows_seen = 0
+        self.latest = -math.inf
+        self._entities = [_EntityStream(e) for e in spec.entities]
+
+    def update(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The features of ``frame``'s rows, given every earlier chunk as their past."""
+        spec = self.spec
+        missing = sorted(spec.columns_used() - set(map(str, frame.columns)))
+        if missing:
+            raise DataError(
+                f"the feature spec uses column(s) {missing} that the data does not have; add them or edit the spec."
+            )
+        t = event_seconds(frame, spec, spec.time) if spec.time else np.zeros(len(frame))
+        self._check_order(frame, t)
+        out: dict[str, np.ndarray] = {}
+        for entity in self._entities:
+            out.update(entity.update(frame, t, self.latest))
+        for r in spec.rows:
+            out[r.name] = row_feature(frame, spec, r)
+        self.rows_seen += len(frame)
+        known = t[~np.isnan(t)]
+        if len(known):
+            self.latest = max(self.latest, float(known.max()))
+        return pd.DataFrame(out, index=frame.index, columns=spec.feature_names())
+
+    def memory_rows(self) -> int:
+        """Events and per-entity summaries held (what bounds the stream's memory)."""
+        return sum(entity.held() for entity in self._entities)
+
+    def _check_order(self, frame: pd.DataFrame, t: np.ndarray) -> None:
+        known = np.flatnonzero(~np.isnan(t))
+        if not len(known):
+            return
+        before = np.full(len(known), self.latest)
+        if self.in_time_order:
+            before = np.maximum.accumulate(np.r_[self.latest, t[known]])[:-1]
+        late = t[known] < before
+        if late.any():
+            i = int(known[np.argmax(late)])
+            previous = float(before[np.argmax(late)])
+            column = self.spec.time or "time"
+            raise EventOrderError(
+                f"{column!r} of the event at row {self.rows_seen + i + 1} ({printable(frame[column].iloc[i])}) "
+                f"is earlier than an event before it ({_when(previous, self.spec)}); events must come in time "
+                f"order so that each one's past is complete when it is scored: sort the file by {column!r} "
+                "(and give earlier events as history, not after).",
+                position=i,
+            )
+
+
+def _when(seconds: float, spec: FeatureSpec) -> str:
+    if spec.time_unit is not None:
+        return f"{seconds / spec.time_unit:g}"
+    return str(np.datetime64(int(seconds * 1e9), "ns"))
+
+
+class _EntityStream:
+    """One ``[[entity]]``'s running state: the recent events (``tail``) and a summary per entity."""
+
+    def __init__(self, e: EntitySpec) -> None:
+        self.e = e
+        spans = [window_seconds(w) for w in e.windows]
+        self.keep = max([s for s in spans if not math.isinf(s)], default=0.0)  # seconds of raw events kept
+        stats = e.stats
+        self.summed = sorted(
+            set(stats.get("sum", ()))
+            | set(stats.get("mean", ()))
+            | set(stats.get("std", ()))
+            | set(e.ratio_to_past_mean)
         )
-    out: dict[str, np.ndarray] = {}
-    t = _event_seconds(frame, spec, spec.time) if spec.time else np.zeros(len(frame))
-    for e in spec.entities:
-        out.update(_entity_features(frame, e, t))
-    for r in spec.rows:
-        out[r.name] = _row_feature(frame, spec, r)
-    return pd.DataFrame(out, index=frame.index, columns=spec.feature_names())
-
-
-def _entity_features(frame: pd.DataFrame, e: EntitySpec, t: np.ndarray) -> dict[str, np.ndarray]:
-    n = len(frame)
-    keys = frame[list(e.keys)]
-    valid = ~keys.isna().any(axis=1).to_numpy() & ~np.isnan(t)
-    group = np.full(n, -1, dtype=np.int64)
-    if valid.any():
-        group[valid] = keys[valid].astype(str).agg("\x1f".join, axis=1).factorize()[0]
-    order = np.lexsort((t, group))  # by entity, then time (stable)
-    order = order[valid[order]]
-    g, ts = group[order], t[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(g)) + 1] if len(order) else np.zeros(0, dtype=np.int64)
-    first = np.repeat(starts, np.diff(np.r_[starts, len(order)]))  # each sorted event's group start
-    # hi: first event of the group at the same time or later (ties are not each other's past)
-    hi = np.empty(len(order), dtype=np.int64)
-    bounds = np.r_[starts, len(order)]
-    for a, b in itertools.pairwise(bounds.tolist()):
-        hi[a:b] = a + np.searchsorted(ts[a:b], ts[a:b], side="left")
-    result: dict[str, np.ndarray] = {}
-
-    def put(name: str, sorted_values: np.ndarray) -> None:
-        full = np.full(n, np.nan)
-        full[order] = sorted_values
-        result[name] = full
-
-    for w in e.windows:
-        span = _seconds(str(w), e.name)
-        if math.isinf(span):
-            lo = first
-        else:
-            lo = np.empty(len(order), dtype=np.int64)
-            for a, b in itertools.pairwise(bounds.tolist()):
-                lo[a:b] = a + np.searchsorted(ts[a:b], ts[a:b] - span, side="left")
-        count = (hi - lo).astype(np.float64)
-        if e.count:
-            put(f"{e.name}:count_{w}", count)
-        for stat, columns in e.stats.items():
-            for c in columns:
-                put(f"{e.name}:{stat}_{c}_{w}", _window_stat(stat, _numbers(frame, c)[order], lo, hi, first))
+        self.maxed = sorted(set(stats.get("max", ())))
+        self.spread = sorted(set(stats.get("std", ())))
+        self.valued = sorted(set(e.distinct) | set(e.new_value))
+        # Running (exclusive) accumulators: name -> (ufunc, seed of a new entity).
+        self.acc: dict[str, tuple[Any, float]] = {"n": (np.add, 0.0), "last": (np.maximum, -math.inf)}
+        for c in self.summed:
+            self.acc |= {f"p:{c}": (np.add, 0.0), f"c:{c}": (np.add, 0.0)}
+        for c in self.maxed:
+            self.acc[f"mx:{c}"] = (np.maximum, -math.inf)
+        for c in self.spread:
+            self.acc |= {f"s1:{c}": (np.add, 0.0), f"s2:{c}": (np.add, 0.0)}
         for c in e.distinct:
-            put(f"{e.name}:distinct_{c}_{w}", _window_distinct(frame[c].to_numpy(dtype=object)[order], lo, hi, first))
-    if e.time_since_previous:
-        has_past = hi > first
-        previous = np.where(has_past, ts[np.maximum(hi - 1, 0)], np.nan)
-        put(f"{e.name}:seconds_since_previous", np.where(has_past, ts - previous, np.nan))
-    for c in e.ratio_to_past_mean:
-        v = _numbers(frame, c)[order]
-        mean = _window_stat("mean", v, first, hi, first)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            put(f"{e.name}:{c}_over_past_mean", np.where(mean != 0, v / mean, np.nan))
-    for c in e.new_value:
-        put(f"{e.name}:new_{c}", _new_values(frame[c].to_numpy(dtype=object)[order], g, ts))
-    return result
+            self.acc[f"f:{c}"] = (np.add, 0.0)
+        self.tail: dict[str, np.ndarray] = {}
+        self.index = pd.Index([], dtype=object)  # entity keys with a summary
+        self.totals: dict[str, np.ndarray] = {
+            name: np.zeros(0) for name in [*self.acc, *(f"k:{c}" for c in self.spread)]
+        }
+        self.seen: dict[str, dict[str, float]] = {c: {} for c in self.valued}  # "key\x1fvalue" -> first time
 
+    def held(self) -> int:
+        return len(self.tail.get("t", ())) + len(self.index) + sum(len(s) for s in self.seen.values())
 
-def _window_stat(stat: str, v: np.ndarray, lo: np.ndarray, hi: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """``stat`` of the observed values at sorted positions ``[lo, hi)`` of each event (entities start at ``first``)."""
-    observed = ~np.isnan(v)
-    x = np.where(observed, v, 0.0)
-    cnt = np.r_[0, np.cumsum(observed)]
-    k = (cnt[hi] - cnt[lo]).astype(np.float64)
-    if stat == "max":
-        return _window_max(np.where(observed, v, -np.inf), lo, hi, k, first)
-    s1 = np.r_[0.0, np.cumsum(x)]
-    total = s1[hi] - s1[lo]
-    if stat == "sum":
-        return total
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(k > 0, total / k, np.nan)
-        if stat == "mean":
-            return mean
-        # Summed directly over the window (prefix sums of squares cancel catastrophically
-        # on large amounts with a small spread).
-        out = np.full(len(v), np.nan)
-        for i in np.flatnonzero(k > 0):
-            seg = v[lo[i] : hi[i]]
-            out[i] = float(np.std(seg[~np.isnan(seg)]))
+    def update(self, frame: pd.DataFrame, t: np.ndarray, latest: float) -> dict[str, np.ndarray]:
+        e, n = self.e, len(frame)
+        keys = entity_keys(frame, e.keys)
+        rows = np.flatnonzero(~pd.isna(keys) & ~np.isnan(t))
+        new: dict[str, np.ndarray] = {"key": keys[rows], "t": t[rows]}
+        for c in sorted(set(self.summed) | set(self.maxed)):
+            new[f"x:{c}"] = numbers(frame, c)[rows]
+        for c in self.valued:
+            new[f"q:{c}"] = canonical_text(frame[c])[rows]
+        n_old = len(self.tail.get("t", ()))
+        both = {k: np.concatenate([self.tail[k], v]) if n_old else v for k, v in new.items()}
+        codes = pd.factorize(both["key"])[0]
+        order = np.lexsort((np.arange(len(codes)), both["t"], codes))  # entity, time, input order
+        both = {k: v[order] for k, v in both.items()}
+        is_new = order >= n_old
+        row_of = rows[order[is_new] - n_old]  # the frame row of each new event, in sorted order
+        seg = np.r_[0, np.cumsum(codes[order][1:] != codes[order][:-1])] if len(order) else np.zeros(0, np.int64)
+        excl = self._scan(both, is_new, seg, n_old)
+        features = self._features(both, excl, seg, is_new)
+        result = {}
+        for name, values in features.items():
+            full = np.full(n, np.nan)
+            full[row_of] = values
+            result[name] = full
+        self._keep(both, excl, max(latest, float(both["t"].max()) if len(order) else latest))
+        return result
+
+    def _scan(self, both: dict[str, np.ndarray], is_new: np.ndarray, seg: np.ndarray, n_old: int) -> dict[str, Any]:
+        """Exclusive running values at every position: stored for old events, seeded scans for new ones."""
+        pos = np.flatnonzero(is_new)  # new events sit at the end of their entity's run
+        starts = np.r_[0, np.flatnonzero(np.diff(seg[pos])) + 1] if len(pos) else np.zeros(0, np.int64)
+        lengths = np.diff(np.r_[starts, len(pos)])
+        at = self.index.get_indexer(both["key"][pos[starts]]) if len(pos) else np.zeros(0, np.int64)
+        known = at >= 0
+        inputs = self._inputs(both, pos, starts, lengths, at, known)
+        excl: dict[str, Any] = {"new_totals": {}, "run_keys": both["key"][pos[starts]] if len(pos) else np.zeros(0)}
+        for name, (op, seed) in self.acc.items():
+            seeds = np.where(known, self.totals[name][np.maximum(at, 0)] if len(self.index) else seed, seed)
+            values, totals = _seeded_scan(op, inputs[name], starts, lengths, seeds)
+            full = np.empty(len(is_new))
+            if n_old:
+                full[~is_new] = self.tail[name]
+            full[pos] = values
+            excl[name] = full
+            excl["new_totals"][name] = totals
+        for c in self.spread:
+            excl["new_totals"][f"k:{c}"] = inputs[f"k:{c}"]
+        excl |= {k: v for k, v in inputs.items() if k.startswith("new:")}
+        return excl
+
+    def _inputs(
+        self,
+        both: dict[str, np.ndarray],
+        pos: np.ndarray,
+        starts: np.ndarray,
+        lengths: np.ndarray,
+        at: np.ndarray,
+        known: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        run = np.repeat(np.arange(len(starts)), lengths)  # each new event's run (entity)
+        t = both["t"][pos]
+        inputs: dict[str, np.ndarray] = {"n": np.ones(len(pos)), "last": t}
+        for c in self.summed:
+            x = both[f"x:{c}"][pos]
+            observed = ~np.isnan(x)
+            inputs |= {f"p:{c}": np.where(observed, x, 0.0), f"c:{c}": observed.astype(np.float64)}
+        for c in self.maxed:
+            x = both[f"x:{c}"][pos]
+            inputs[f"mx:{c}"] = np.where(np.isnan(x), -math.inf, x)
+        for c in self.spread:
+            x = both[f"x:{c}"][pos]
+            carried = self.totals[f"k:{c}"][np.maximum(at, 0)] if len(self.index) else np.full(len(at), np.nan)
+            first = pd.Series(x).groupby(run).first().reindex(range(len(starts))).to_numpy()
+            k = np.where(known & ~np.isnan(carried), carried, first)
+            y = np.where(np.isnan(x), 0.0, x - k[run])
+            inputs |= {f"s1:{c}": y, f"s2:{c}": y * y, f"k:{c}": k}
+        for c in self.valued:
+            q = both[f"q:{c}"][pos]
+            has = ~pd.isna(q)
+            pair = np.where(has, both["key"][pos].astype(object) + SEP + np.where(has, q, "").astype(object), None)
+            seen = self.seen[c]
+            before = np.array([seen.get(str(p), math.nan) if h else math.nan for p, h in zip(pair, has, strict=True)])
+            first_here = has & np.isnan(before) & ~pd.Series(pair).where(has).duplicated().to_numpy()
+            since = pd.Series(np.where(first_here, t, np.nan)).groupby(pd.Series(pair).where(has)).transform("max")
+            first_seen = np.where(np.isnan(before), since.to_numpy(), before)
+            inputs[f"new:{c}"] = np.where(has, (first_seen >= t).astype(np.float64), np.nan)
+            if f"f:{c}" in self.acc:
+                inputs[f"f:{c}"] = first_here.astype(np.float64)
+            seen.update(zip(pair[first_here].tolist(), t[first_here].tolist(), strict=True))
+        return inputs
+
+    def _features(
+        self, both: dict[str, np.ndarray], x: dict[str, Any], seg: np.ndarray, is_new: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        e = self.e
+        pos = np.flatnonzero(is_new)
+        t = both["t"]
+        times, rank = np.unique(t, return_inverse=True)
+        width = len(times) + 1
+        composite = seg * width + rank
+        hi = np.searchsorted(composite, composite[pos], side="left")
+        out: dict[str, np.ndarray] = {}
+        for w in e.windows:
+            span = window_seconds(w)
+            finite = not math.isinf(span)
+            lo = hi
+            if finite:
+                lo = np.searchsorted(composite, seg[pos] * width + np.searchsorted(times, t[pos] - span), side="left")
+
+            window = functools.partial(_window, x, hi, lo if finite else None)
+
+            if e.count:
+                out[f"{e.name}:count_{w}"] = (hi - lo).astype(np.float64) if finite else x["n"][hi]
+            for stat, columns in e.stats.items():
+                for c in columns:
+                    out[f"{e.name}:{stat}_{c}_{w}"] = self._stat(stat, c, both, x, window, hi, lo if finite else None)
+            for c in e.distinct:
+                out[f"{e.name}:distinct_{c}_{w}"] = (
+                    _window_distinct(both[f"q:{c}"], seg, lo, hi, pos) if finite else x[f"f:{c}"][hi]
+                )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if e.time_since_previous:
+                out[f"{e.name}:seconds_since_previous"] = np.where(x["n"][hi] > 0, t[pos] - x["last"][hi], np.nan)
+            for c in e.ratio_to_past_mean:
+                mean = np.where(x[f"c:{c}"][hi] > 0, x[f"p:{c}"][hi] / x[f"c:{c}"][hi], np.nan)
+                out[f"{e.name}:{c}_over_past_mean"] = np.where(mean != 0, both[f"x:{c}"][pos] / mean, np.nan)
+        for c in e.new_value:
+            out[f"{e.name}:new_{c}"] = x[f"new:{c}"]
         return out
 
+    def _stat(
+        self,
+        stat: str,
+        c: str,
+        both: dict[str, np.ndarray],
+        x: dict[str, Any],
+        window: Any,
+        hi: np.ndarray,
+        lo: np.ndarray | None,
+    ) -> np.ndarray:
+        k: np.ndarray = window(f"c:{c}")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if stat == "sum":
+                return window(f"p:{c}")
+            if stat == "mean":
+                return np.where(k > 0, window(f"p:{c}") / k, np.nan)
+            if stat == "std":
+                s1, s2 = window(f"s1:{c}"), window(f"s2:{c}")
+                var = np.where(k > 1, np.maximum(s2 / k - (s1 / k) ** 2, 0.0), 0.0)
+                return np.where(k > 0, np.sqrt(var), np.nan)
+        v = np.where(np.isnan(both[f"x:{c}"]), -math.inf, both[f"x:{c}"])
+        best = _window_max(v, lo, hi) if lo is not None else x[f"mx:{c}"][hi]
+        return np.where(np.isinf(best), np.nan, best)
 
-def _window_max(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, k: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """Sliding maximum over ``[lo, hi)`` (both non-decreasing within an entity): a monotone deque."""
-    out = np.full(len(v), np.nan)
-    window: deque[int] = deque()
-    right = 0
-    for i in range(len(v)):
-        if i == 0 or first[i] != first[i - 1]:  # a new entity
-            window.clear()
-            right = lo[i]
-        while right < hi[i]:
-            while window and v[window[-1]] <= v[right]:
-                window.pop()
-            window.append(right)
-            right += 1
-        while window and window[0] < lo[i]:
-            window.popleft()
-        if k[i] > 0:
-            out[i] = v[window[0]]
+    def _keep(self, both: dict[str, np.ndarray], x: dict[str, Any], latest: float) -> None:
+        """Keep the events a later chunk's windows and ties can reach, and the entities' new totals."""
+        keep = both["t"] >= latest - self.keep
+        self.tail = {k: v[keep] for k, v in both.items()} | {name: x[name][keep] for name in self.acc}
+        runs = x["run_keys"]
+        if not len(runs):
+            return
+        at = self.index.get_indexer(runs)
+        fresh = at < 0
+        self.index = self.index.append(pd.Index(runs[fresh], dtype=object))
+        for name, totals in x["new_totals"].items():
+            grown = np.concatenate([self.totals[name], totals[fresh]])
+            grown[at[~fresh]] = totals[~fresh]
+            self.totals[name] = grown
+
+
+def _window(x: dict[str, Any], hi: np.ndarray, lo: np.ndarray | None, name: str) -> np.ndarray:
+    """Accumulator ``name`` over each window: a difference of running values (the whole past: the value at ``hi``)."""
+    return x[name][hi] - x[name][lo] if lo is not None else x[name][hi]
+
+
+def _seeded_scan(
+    op: Any, x: np.ndarray, starts: np.ndarray, lengths: np.ndarray, seeds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exclusive running ``op`` over consecutive runs, each started at its seed; and each run's total.
+
+    Runs are padded to the next power of two and accumulated row by row
+    (``ufunc.accumulate`` adds in sequence), so a run's values are the same bits whatever
+    other runs share its chunk, and a run continued from its carried total gives the bits
+    of one long run.
+    """
+    excl, totals = np.empty(len(x)), np.empty(len(starts))
+    if not len(starts):
+        return excl, totals
+    size = np.ceil(np.log2(lengths)).astype(np.int64)
+    for k in np.unique(size).tolist():
+        which = np.flatnonzero(size == k)
+        cols = np.arange(1 << k)
+        inside = cols[None, :] < lengths[which, None]
+        src = starts[which, None] + cols[None, :]
+        grid = np.zeros((len(which), (1 << k) + 1))
+        grid[:, 0] = seeds[which]
+        grid[:, 1:][inside] = x[src[inside]]
+        acc = op.accumulate(grid, axis=1)
+        excl[src[inside]] = acc[:, :-1][inside]
+        totals[which] = acc[np.arange(len(which)), lengths[which]]
+    return excl, totals
+
+
+def _window_max(v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Maximum of ``v[lo:hi]`` per query (``-inf`` when empty): a sparse table, exact and vectorized."""
+    out = np.full(len(lo), -math.inf)
+    size = hi - lo
+    if not len(v) or not size.any():
+        return out
+    levels = [v]
+    while (2 << (len(levels) - 1)) <= size.max():
+        half = 1 << (len(levels) - 1)
+        prev = levels[-1]
+        levels.append(np.maximum(prev[:-half], prev[half:]))
+    some = size > 0
+    k = np.floor(np.log2(np.where(some, size, 1))).astype(np.int64)
+    for level in np.unique(k[some]).tolist():
+        q = np.flatnonzero(some & (k == level))
+        table = levels[level]
+        out[q] = np.maximum(table[lo[q]], table[hi[q] - (1 << level)])
     return out
 
 
-def _window_distinct(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """Distinct non-missing values at ``[lo, hi)``: two pointers and a count per value."""
-    out = np.zeros(len(values))
+def _window_distinct(
+    values: np.ndarray, seg: np.ndarray, lo: np.ndarray, hi: np.ndarray, pos: np.ndarray
+) -> np.ndarray:
+    """Distinct non-missing values at ``[lo, hi)`` of each new event: two pointers and a count per value."""
+    out = np.zeros(len(pos))
     counts: dict[Any, int] = {}
     left = right = 0
-    for i in range(len(values)):
-        if i == 0 or first[i] != first[i - 1]:  # a new entity
+    current = -1
+    for j, i in enumerate(pos.tolist()):
+        if seg[i] != current:  # a new entity
+            current = seg[i]
             counts.clear()
-            left = right = lo[i]
-        while right < hi[i]:
-            if not pd.isna(values[right]):
-                counts[values[right]] = counts.get(values[right], 0) + 1
+            left = right = int(lo[j])
+        while right < hi[j]:
+            v = values[right]
+            if v is not None:
+                counts[v] = counts.get(v, 0) + 1
             right += 1
-        while left < lo[i]:
-            if not pd.isna(values[left]):
-                counts[values[left]] -= 1
-                if counts[values[left]] == 0:
-                    del counts[values[left]]
+        while left < lo[j]:
+            v = values[left]
+            if v is not None:
+                counts[v] -= 1
+                if not counts[v]:
+                    del counts[v]
             left += 1
-        out[i] = len(counts)
+        out[j] = len(counts)
     return out
-
-
-def _new_values(values: np.ndarray, group: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """1.0 when the entity never had this value strictly earlier, 0.0 when it had, NaN when missing."""
-    missing = pd.isna(values)
-    key = pd.Series(values.astype(str)).where(~missing, None)
-    first_seen = pd.Series(ts).groupby([group, key.to_numpy()], dropna=False).transform("min").to_numpy()
-    return np.where(missing, np.nan, (first_seen >= ts).astype(np.float64))
-
-
-def _row_feature(frame: pd.DataFrame, spec: FeatureSpec, r: RowFeature) -> np.ndarray:
-    if r.op == "time_difference":
-        return _event_seconds(frame, spec, r.columns[0]) - _event_seconds(frame, spec, r.columns[1])
-    if r.op == "age":
-        seconds = _event_seconds(frame, spec, r.columns[1]) - _event_seconds(frame, spec, r.columns[0])
-        return seconds / (DAYS_PER_YEAR * 86400.0)
-    if r.op == "distance":
-        lat1, lon1, lat2, lon2 = (np.radians(_numbers(frame, c)) for c in r.columns)
-        a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-        return 2 * _EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-    a, b = _numbers(frame, r.columns[0]), _numbers(frame, r.columns[1])
-    if r.op == "difference":
-        return a - b
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(b != 0, a / b, np.nan)

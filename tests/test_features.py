@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudvae.exceptions import ConfigurationError, DataError
-from fraudvae.features import compute_features, load_spec, parse_spec
+from fraudvae.exceptions import ConfigurationError, DataError, EventOrderError
+from fraudvae.features import FeatureStream, compute_features, load_spec, parse_spec
 
 SPEC = {
     "time": {"column": "t"},
@@ -184,3 +184,49 @@ def test_spec_file_and_missing_columns(tmp_path) -> None:
     path.write_text("[time\n", encoding="utf-8")
     with pytest.raises(ConfigurationError, match="not valid TOML"):
         load_spec(path)
+
+
+def _in_time_order(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.iloc[np.argsort(pd.to_datetime(frame["t"]).to_numpy(), kind="stable")]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 399])
+def test_a_stream_of_chunks_gives_the_bits_of_one_pass(chunk: int) -> None:
+    """History crosses chunk boundaries (ties split across two chunks too): same bits as one pass."""
+    frame = _in_time_order(_stream())
+    spec = parse_spec(SPEC)
+    whole = compute_features(frame, spec)
+    stream = FeatureStream(spec, in_time_order=True)
+    parts = [stream.update(frame.iloc[i : i + chunk]) for i in range(0, len(frame), chunk)]
+    pd.testing.assert_frame_equal(pd.concat(parts), whole, check_exact=True)
+    # The stream holds each entity's last window of events, a summary per entity and the seen
+    # (card, merchant) pairs: not the file.
+    t = pd.to_datetime(frame["t"])
+    recent = {w: int((t >= t.max() - pd.Timedelta(w)).sum()) for w in ("1h", "1D")}
+    cards, pairs = (
+        frame["card"].nunique(),
+        len(frame.dropna(subset=["card", "merchant"]).value_counts(["card", "merchant"])),
+    )
+    assert stream.memory_rows() <= recent["1h"] + cards + pairs + recent["1D"] + pairs
+
+
+def test_a_stream_refuses_an_event_earlier_than_its_past() -> None:
+    frame = _in_time_order(_stream()).dropna(subset=["t"])
+    stream = FeatureStream(parse_spec(SPEC))
+    stream.update(frame.iloc[100:200])
+    with pytest.raises(EventOrderError, match=r"row 101 .* earlier than an event before it .* sort the file by 't'"):
+        stream.update(frame.iloc[:100])
+    shuffled = FeatureStream(parse_spec(SPEC), in_time_order=True)
+    with pytest.raises(EventOrderError) as caught:
+        shuffled.update(frame.iloc[[0, 5, 3, 9]])
+    assert caught.value.position == 2
+
+
+def test_keys_typed_differently_by_two_readers_are_one_entity() -> None:
+    """A CSV reader that types ids as numbers and one that keeps text must see the same card."""
+    spec = parse_spec({"time": {"column": "t", "unit": "s"}, "entity": [{"keys": "card", "count": True}]})
+    typed = pd.DataFrame({"t": [1.0, 2.0, 3.0, 4.0], "card": [7, 7.0, 12, np.nan]})
+    text = pd.DataFrame({"t": ["1", "2", "3", "4"], "card": ["7", "007", "12", None]})
+    expected = [0.0, 1.0, 0.0, math.nan]
+    for frame in (typed, text):
+        np.testing.assert_array_equal(compute_features(frame, spec)["card:count_all"], expected)
