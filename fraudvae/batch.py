@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +29,12 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import torch
 
+from fraudvae.behaviour import input_columns, model_spec, with_features
 from fraudvae.contract import REJECT_FILE_REASON, REJECT_LINE, output_columns, reject_reason, score_columns
 from fraudvae.detector import VAEDetector
 from fraudvae.engine import PreparedRows
-from fraudvae.exceptions import ConfigurationError, DataFileError
+from fraudvae.exceptions import ConfigurationError, DataFileError, EventOrderError
+from fraudvae.features import FeatureStream
 from fraudvae.io import (
     CSV_BLOCK,
     MalformedLines,
@@ -46,7 +48,6 @@ from fraudvae.io import (
     typed_frame,
 )
 from fraudvae.results import ScoreResult
-from fraudvae.schema import Schema
 from fraudvae.textparse import printable
 from fraudvae.threads import available_cpus, requested_threads
 
@@ -93,7 +94,7 @@ class Chunk:
     malformed: list[tuple[int, str]]
 
 
-def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Iterator[Chunk]:
+def _chunks(path: Path, needed: list[str], kinds: Mapping[str, str], chunk_rows: int) -> Iterator[Chunk]:
     """Yield the input in chunks of ``chunk_rows`` rows.
 
     CSV line numbers count the header as line 1 and skip nothing: a line with the wrong
@@ -102,8 +103,6 @@ def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Ite
     read drives the progress bar's ETA: rows for Parquet, bytes of the (possibly
     compressed) file for CSV.
     """
-    needed = list(dict.fromkeys([*schema.names, *keep]))
-    kinds = {c.name: c.kind for c in schema.columns}
     if file_format(path) == "parquet":
         try:
             # pre_buffer=False: the pre-buffer cache keeps every row group read until the
@@ -115,7 +114,7 @@ def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Ite
             ) from exc
         missing = [c for c in needed if c not in parquet.schema_arrow.names]
         if missing:
-            raise DataFileError(f"{str(path)!r} lacks column(s) {missing}; the model needs {schema.names}.")
+            raise DataFileError(f"{str(path)!r} lacks column(s) {missing}; the job needs {needed}.")
         total = max(parquet.metadata.num_rows, 1)
         line = 1
         # Row group by row group: a dataset scan reads 16 batches ahead.
@@ -136,7 +135,7 @@ def _chunks(path: Path, schema: Schema, keep: list[str], chunk_rows: int) -> Ite
     check_header(header, f"The header of {str(path)!r}")
     missing = [c for c in needed if c not in header]
     if missing:
-        raise DataFileError(f"{str(path)!r} lacks column(s) {missing}; the model needs {schema.names}.")
+        raise DataFileError(f"{str(path)!r} lacks column(s) {missing}; the job needs {needed}.")
     malformed = MalformedLines()
     read, parse, convert = csv_options(path.name, header, CSV_BLOCK, malformed)
     convert.include_columns = needed
@@ -275,6 +274,14 @@ class _Writer:
         self.tmp.unlink(missing_ok=True)
 
 
+def _in_order(stream: FeatureStream, part: Chunk, path: str | Path) -> pd.DataFrame:
+    """The chunk's behavioural features; an order error names the file and the line."""
+    try:
+        return stream.update(part.frame, lines=part.lines)
+    except EventOrderError as exc:
+        raise EventOrderError(f"{str(path)!r}: {exc}", position=exc.position) from exc
+
+
 def _score(det: VAEDetector, rows: PreparedRows, explain_top_k: int) -> ScoreResult:
     return det.score_prepared(rows, sampled=False, explain_top_k=explain_top_k)
 
@@ -289,8 +296,16 @@ def score_file(
     explain_top_k: int = 0,
     max_reject_rate: float = 0.0,
     progress: bool = False,
+    history: str | Path | None = None,
 ) -> BatchSummary:
     """Score a file chunk by chunk; see the module docstring. Returns the summary.
+
+    A model trained with a feature spec gets its derived columns from one
+    :class:`~fraudvae.features.FeatureStream` fed the chunks in file order, which
+    carries each entity's recent events from chunk to chunk; ``history`` (earlier
+    events, read first and not scored) is the past of the input's first events. Both
+    files must be in time order: an event earlier than one before it stops the job
+    (nothing is written) with its line.
 
     The output is committed only when the reject rate is within ``max_reject_rate``;
     otherwise the rejects file is kept (it says why) and the output is not written.
@@ -307,6 +322,16 @@ def score_file(
     if dst.resolve() == src.resolve():
         raise ConfigurationError("--output is the same file as --input; choose another path.")
     keep = list(keep_columns or [])
+    spec = model_spec(det.extra_documents_)
+    if history is not None and spec is None:
+        raise ConfigurationError(
+            f"--history gives past events to a model trained with --features; {str(model_dir)!r} has no feature spec."
+        )
+    if history is not None and not Path(history).exists():
+        raise DataFileError(f"History {str(history)!r} does not exist; check the path.")
+    needed = list(dict.fromkeys([*input_columns(det.schema_.names, spec), *keep]))
+    kinds = {c.name: c.kind for c in det.schema_.columns}
+    stream = FeatureStream(spec, in_time_order=True) if spec is not None else None
     rejects_path = dst.with_name(dst.name + ".rejects.csv")
     out, rejects = _Writer(dst), _Writer(rejects_path)
     summary = BatchSummary()
@@ -345,10 +370,19 @@ def score_file(
     # One single-threaded worker per CPU this process may use (affinity, cgroup quota),
     # unless FRAUDVAE_TORCH_THREADS / --threads says otherwise.
     workers = max(1, min(requested_threads(None) or available_cpus(), _MAX_WORKERS))
-    prepared = (
-        (part, det.prepare(part.frame, errors="collect", warn_extra=False))
-        for part in _chunks(src, det.schema_, keep, chunk_rows)
-    )
+
+    def events() -> Iterator[Chunk]:
+        if stream is None:
+            yield from _chunks(src, needed, kinds, chunk_rows)
+            return
+        if history is not None:
+            for past in _chunks(Path(history), sorted(stream.spec.columns_used()), kinds, chunk_rows):
+                _in_order(stream, past, history)
+        for part in _chunks(src, needed, kinds, chunk_rows):
+            part.frame = with_features(part.frame, _in_order(stream, part, src))
+            yield part
+
+    prepared = ((part, det.prepare(part.frame, errors="collect", warn_extra=False)) for part in events())
     try:
         torch.set_num_threads(1)
         with ThreadPoolExecutor(workers, "fraudvae-score", torch.set_num_threads, (1,)) as pool:

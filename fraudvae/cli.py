@@ -11,57 +11,18 @@ import importlib
 import math
 import os
 import sys
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from fraudvae._version import __version__
+from fraudvae.console import EpochProgress, say
 from fraudvae.exceptions import ConfigurationError, FraudVAEError
 from fraudvae.threads import ENV_VAR
-from fraudvae.training import EpochLog
 
 __all__ = ["main"]
 
 EXIT_USER_ERROR = 2
-
-
-class EpochProgress:
-    """A tqdm bar on a terminal, one plain line per epoch otherwise, nothing with --quiet."""
-
-    def __init__(self, quiet: bool, stream: Any = None) -> None:
-        self.quiet = quiet
-        self.stream = stream or sys.stderr
-        self.bar: Any = None
-        self.started = time.monotonic()
-
-    def __call__(self, log: EpochLog) -> None:
-        if self.quiet:
-            return
-        if self.stream.isatty():
-            if self.bar is None:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=log.max_epochs, desc="training", unit="epoch", file=self.stream, leave=False)
-            self.bar.set_postfix(train=f"{log.train_loss:.3f}", val=f"{log.val_loss:.3f}", refresh=False)
-            self.bar.update(1)
-            return
-        elapsed = time.monotonic() - self.started
-        eta = elapsed / log.epoch * (log.max_epochs - log.epoch)
-        print(
-            f"epoch {log.epoch}/{log.max_epochs} train_loss={log.train_loss:.4f} val_loss={log.val_loss:.4f} "
-            f"kl={log.kl:.3f} elapsed={elapsed:.0f}s eta<={eta:.0f}s (early stopping may end sooner)",
-            file=self.stream,
-            flush=True,
-        )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _say(quiet: bool) -> Callable[[str], None]:
-    return (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
 
 
 # ---------------------------------------------------------------------- commands
@@ -90,8 +51,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             target_precision=args.target_precision,
             target_recall=args.target_recall,
             compare=not args.no_compare,
+            features=args.features,
             on_epoch=progress,
-            log=_say(args.quiet),
+            log=say(args.quiet),
             **params,
         )
     finally:
@@ -154,7 +116,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     progress = EpochProgress(args.quiet)
     try:
-        run_demo(args.out, rows=args.rows, seed=args.seed, on_epoch=progress, log=_say(args.quiet))
+        run_demo(args.out, rows=args.rows, seed=args.seed, on_epoch=progress, log=say(args.quiet))
     finally:
         progress.close()
     return 0
@@ -163,7 +125,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     """Print the one-line summary; exit 1 when the reject rate is too high."""
     keep = [c.strip() for c in (args.keep_columns or "").split(",") if c.strip()]
-    common = {"keep_columns": keep, "explain_top_k": args.explain_top_k, "max_reject_rate": args.max_reject_rate}
+    common = {
+        "keep_columns": keep,
+        "explain_top_k": args.explain_top_k,
+        "max_reject_rate": args.max_reject_rate,
+        "history": args.history,
+    }
     if args.engine == "spark":
         score_path = _optional("fraudvae.spark", "spark", "--engine spark").score_path
         summary = score_path(args.model, args.input, args.output, master=args.master, **common)
@@ -182,6 +149,21 @@ def _cmd_score(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def _cmd_features_suggest(args: argparse.Namespace) -> int:
+    from fraudvae.io import read_table
+    from fraudvae.suggest import suggest_spec, write_spec
+
+    text, reasons = suggest_spec(read_table(args.data), label_column=args.label_column)
+    for line in reasons:
+        print(f"# {line}", file=sys.stderr)
+    if args.out:
+        write_spec(args.out, text)
+        print(f"Wrote {args.out}; edit it, then: fraudvae train --data {args.data} --features {args.out} ...")
+    else:
+        print(text, end="")
     return 0
 
 
@@ -293,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed", type=int, default=0, help="random seed for the split, the weights and the scores (default 0)"
     )
+    p.add_argument(
+        "--features",
+        metavar="SPEC",
+        help="behavioural feature spec (TOML; start from 'fraudvae features suggest'): per-entity windows and "
+        "within-row features, computed point-in-time and stored with the model",
+    )
     p.add_argument("--no-compare", action="store_true", help="skip fitting the comparison detectors on the test split")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _threads_option(p)
@@ -336,6 +324,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
+        "features",
+        help="behavioural features: propose a spec from a data file",
+        description="Behavioural features (per-entity windows, time since previous, new values, within-row "
+        "differences) are declared in a TOML spec passed to 'fraudvae train --features'.",
+    )
+    features = p.add_subparsers(dest="features_command", required=True, metavar="ACTION")
+    q = features.add_parser(
+        "suggest",
+        help="propose a spec from the data, explaining each choice",
+        description="Read a file and propose a spec: the event time, repeated id-like columns as entities, "
+        "amount-like columns to aggregate, and time differences between timestamp columns. Each choice is "
+        "explained; edit the spec and pass it to 'fraudvae train --features'.",
+    )
+    q.add_argument("--data", required=True, help="a table of events: .csv, .csv.gz or .parquet")
+    q.add_argument("--label-column", help="the label column, never used in a feature")
+    q.add_argument("--out", help="write the spec here (default: print it)")
+    q.set_defaults(func=_cmd_features_suggest)
+
+    p = sub.add_parser(
         "score",
         help="score a CSV/Parquet file of any size in chunks (or on Spark)",
         description="Stream a table through a saved model in constant memory. Rows that cannot be "
@@ -354,6 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="fail (exit 1) when more than this share of rows is rejected (default 0)",
+    )
+    p.add_argument(
+        "--history",
+        help="earlier events (same columns) whose behaviour is the past of the input's events, for a model "
+        "trained with --features; both files in time order",
     )
     p.add_argument("--engine", choices=["local", "spark"], default="local", help="local streaming (default) or Spark")
     p.add_argument("--master", default="local[2]", help="Spark master with --engine spark (default local[2])")

@@ -68,8 +68,11 @@ class FeatureStream:
         self.latest = -math.inf
         self._entities = [_EntityStream(e) for e in spec.entities]
 
-    def update(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The features of ``frame``'s rows, given every earlier chunk as their past."""
+    def update(self, frame: pd.DataFrame, *, lines: np.ndarray | None = None) -> pd.DataFrame:
+        """The features of ``frame``'s rows, given every earlier chunk as their past.
+
+        ``lines`` (the file line of each row) only makes an order error name the line.
+        """
         spec = self.spec
         missing = sorted(spec.columns_used() - set(map(str, frame.columns)))
         if missing:
@@ -77,7 +80,7 @@ class FeatureStream:
                 f"the feature spec uses column(s) {missing} that the data does not have; add them or edit the spec."
             )
         t = event_seconds(frame, spec, spec.time) if spec.time else np.zeros(len(frame))
-        self._check_order(frame, t)
+        self._check_order(frame, t, lines)
         out: dict[str, np.ndarray] = {}
         for entity in self._entities:
             out.update(entity.update(frame, t, self.latest))
@@ -93,7 +96,7 @@ class FeatureStream:
         """Events and per-entity summaries held (what bounds the stream's memory)."""
         return sum(entity.held() for entity in self._entities)
 
-    def _check_order(self, frame: pd.DataFrame, t: np.ndarray) -> None:
+    def _check_order(self, frame: pd.DataFrame, t: np.ndarray, lines: np.ndarray | None) -> None:
         known = np.flatnonzero(~np.isnan(t))
         if not len(known):
             return
@@ -105,8 +108,9 @@ class FeatureStream:
             i = int(known[np.argmax(late)])
             previous = float(before[np.argmax(late)])
             column = self.spec.time or "time"
+            where = f"line {int(lines[i])}" if lines is not None else f"row {self.rows_seen + i + 1}"
             raise EventOrderError(
-                f"{column!r} of the event at row {self.rows_seen + i + 1} ({printable(frame[column].iloc[i])}) "
+                f"{column!r} of the event at {where} ({printable(frame[column].iloc[i])}) "
                 f"is earlier than an event before it ({_when(previous, self.spec)}); events must come in time "
                 f"order so that each one's past is complete when it is scored: sort the file by {column!r} "
                 "(and give earlier events as history, not after).",

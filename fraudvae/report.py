@@ -22,6 +22,7 @@ import pandas as pd
 from jinja2 import Environment, select_autoescape
 from sklearn.decomposition import PCA
 
+from fraudvae.behaviour import describe_feature
 from fraudvae.contract import score_columns
 from fraudvae.evaluation import curves
 from fraudvae.io import atomic_path
@@ -167,10 +168,17 @@ below): how much a row's score falls when that feature alone is set to what the 
 </table><p class="muted">{{ comparison_note }}</p>
 {% else %}<p class="muted">{{ comparison_note }}</p>{% endif %}
 
+{% if feature_spec %}<h2>Behavioural features</h2>
+<p>Computed point-in-time from each entity's earlier events (the spec stored with the model):</p>
+<pre>{{ feature_spec_text }}</pre>
+<table><tr><th>derived column</th><th>meaning</th><th>mean term of the score, fraud</th><th>normal</th></tr>
+{% for d in derived_features %}<tr><td>{{ d.feature }}</td><td style="text-align:left">{{ d.description }}</td>{% if d.modelled %}<td>{{ fmt(d.mean_contribution_fraud) }}</td><td>{{ fmt(d.mean_contribution_normal) }}</td>{% else %}<td colspan="2">not modelled</td>{% endif %}</tr>{% endfor %}
+</table><p class="muted">A feature's term is its part of the anomaly score (they sum to the score); the row "raw columns only" in the table above is the same model without the spec, on the same split.</p>{% endif %}
+
 <h2>Top flagged rows and why</h2>
 <table><tr><th>row</th>{% for k in key_columns %}<th>{{ k }}</th>{% endfor %}<th>label</th><th>score</th><th>p-value</th><th>top features by attribution (value, expected, attribution)</th></tr>
 {% for r in top_rows %}<tr><td>{{ r.row }}</td>{% for k in key_columns %}<td>{{ r.keys[k] }}</td>{% endfor %}<td>{{ 'fraud' if r.label else 'normal' }}</td><td>{{ '%.4g'|format(r.score) }}</td>
-<td>{{ '%.2g'|format(r.p_value) }}</td><td style="text-align:left">{% for f in r.features %}<b>{{ f.feature }}</b> = {{ f.value }} (expected {{ f.expected }}, {{ '%.3g'|format(f.attribution) }}){% if not loop.last %}; {% endif %}{% endfor %}</td></tr>{% endfor %}
+<td>{{ '%.2g'|format(r.p_value) }}</td><td style="text-align:left">{% for f in r.features %}<b>{{ f.description }}</b> = {{ f.value }} (expected {{ f.expected }}, {{ '%.3g'|format(f.attribution) }}){% if not loop.last %}; {% endif %}{% endfor %}</td></tr>{% endfor %}
 </table>
 </body></html>
 """
@@ -218,7 +226,15 @@ def write_report(
             "label": int(y[i]),
             "score": float(result.anomaly_score[i]),
             "p_value": float(result.p_value[i]),
-            "features": [{**f, "value": _short(f["value"]), "expected": _short(f["expected"])} for f in features[i]],
+            "features": [
+                {
+                    **f,
+                    "description": describe_feature(f["feature"]),
+                    "value": _short(f["value"]),
+                    "expected": _short(f["expected"]),
+                }
+                for f in features[i]
+            ],
         }
         for i in top
     ]
@@ -233,6 +249,9 @@ def write_report(
         top_rows=top_rows,
         key_columns=[str(k) for k in keys.columns],
         column_roles=meta.get("column_roles", {}),
+        feature_spec=meta.get("feature_spec"),
+        feature_spec_text=json.dumps(meta.get("feature_spec"), indent=1),
+        derived_features=meta.get("derived_features", []),
         fmt=_fmt,
         **{k: meta.get(k, "") for k in ("model_dir", "version", "kind", "scoring", "data", "note")},
     )

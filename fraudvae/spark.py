@@ -21,9 +21,12 @@ import numpy as np
 import pandas as pd
 
 from fraudvae.batch import BatchSummary
+from fraudvae.behaviour import model_spec, with_features
 from fraudvae.contract import REJECT_REASON, output_columns, reject_reason, score_columns
 from fraudvae.detector import VAEDetector
 from fraudvae.exceptions import ConfigurationError, DataFileError
+from fraudvae.features import compute_features
+from fraudvae.featurespec import FeatureSpec, parse_spec
 from fraudvae.io import file_format
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["score_dataframe", "score_path", "spark_session"]
 
+#: Columns that keep an event's place while its entity's features are computed in a group.
+_PART, _ROW = "__fraudvae_part", "__fraudvae_row"
 #: Models already loaded in this Python process (one per executor worker, reused by tasks).
 _MODELS: dict[str, VAEDetector] = {}
 
@@ -81,14 +86,79 @@ def _score_batches(model_dir: str, explain_top_k: int):  # type: ignore[no-untyp
     return score
 
 
-def score_dataframe(df: DataFrame, model_dir: str | Path, *, explain_top_k: int = 0) -> DataFrame:
+def score_dataframe(
+    df: DataFrame, model_dir: str | Path, *, explain_top_k: int = 0, history: DataFrame | None = None
+) -> DataFrame:
     """Return ``df`` with ``anomaly_score``, ``is_anomaly``, ``p_value`` (and top-k) columns.
 
     The model is verified on the driver first, so a bad path fails before any task runs.
+    A model trained with a feature spec gets its derived columns too: each entity's events
+    (``history``, then ``df``) are grouped by the entity's keys and computed in one
+    :class:`~fraudvae.features.FeatureStream` per group, in input order (the batch job's
+    tie order), then joined back to their rows.
     """
+    from pyspark.sql.types import DoubleType, StructField, StructType
+
     path = str(Path(model_dir).resolve())
-    VAEDetector.load(path)
+    spec = model_spec(VAEDetector.load(path).extra_documents_)
+    if history is not None and spec is None:
+        raise ConfigurationError(f"history is for a model trained with --features; {path!r} has no feature spec.")
+    if spec is not None and spec.entities:
+        df = _with_entity_features(df, spec, history)
+    elif spec is not None:
+        rows = FeatureSpec(spec.time, spec.time_unit, (), spec.rows)
+        derived = StructType([StructField(name, DoubleType()) for name in rows.feature_names()])
+        df = df.mapInPandas(_row_features(rows), schema=StructType(_fields(df.schema, derived)))
     return df.mapInPandas(_score_batches(path, explain_top_k), schema=_output_schema(df.schema, explain_top_k))
+
+
+def _fields(schema: Any, derived: Any) -> list[Any]:
+    names = set(derived.fieldNames())
+    return [f for f in schema.fields if f.name not in names] + list(derived.fields)
+
+
+def _row_features(rows: FeatureSpec):  # type: ignore[no-untyped-def]
+    def add(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for pdf in batches:
+            yield with_features(pdf, compute_features(pdf, rows))
+
+    return add
+
+
+def _entity_group(doc: dict[str, Any]):  # type: ignore[no-untyped-def]
+    def compute(pdf: pd.DataFrame) -> pd.DataFrame:
+        pdf = pdf.sort_values([_PART, _ROW], kind="stable").reset_index(drop=True)
+        features = compute_features(pdf, parse_spec(doc))
+        return pd.concat([pdf[[_PART, _ROW]], features], axis=1)
+
+    return compute
+
+
+def _with_entity_features(df: DataFrame, spec: FeatureSpec, history: DataFrame | None) -> DataFrame:
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType, IntegerType, LongType, StructField, StructType
+
+    data = df.withColumn(_PART, F.lit(1)).withColumn(_ROW, F.monotonically_increasing_id())
+    used = sorted(spec.columns_used())
+    events = data.select(_PART, _ROW, *used)
+    if history is not None:
+        missing = [c for c in used if c not in history.columns]
+        if missing:
+            raise DataFileError(f"the history lacks column(s) {missing} that the feature spec uses.")
+        past = history.select(*used).withColumn(_PART, F.lit(0)).withColumn(_ROW, F.monotonically_increasing_id())
+        events = events.unionByName(past)
+    ids = [StructField(_PART, IntegerType()), StructField(_ROW, LongType())]
+    for e in spec.entities:
+        one = FeatureSpec(spec.time, spec.time_unit, (e,), ())
+        schema = StructType(ids + [StructField(name, DoubleType()) for name in one.feature_names()])
+        columns = sorted({_PART, _ROW, *one.columns_used()})
+        derived = events.select(*columns).groupBy(*e.keys).applyInPandas(_entity_group(one.to_doc()), schema=schema)
+        data = data.drop(*[n for n in one.feature_names() if n in data.columns]).join(derived, [_PART, _ROW], "left")
+    if spec.rows:
+        rows = FeatureSpec(spec.time, spec.time_unit, (), spec.rows)
+        derived_rows = StructType([StructField(name, DoubleType()) for name in rows.feature_names()])
+        data = data.mapInPandas(_row_features(rows), schema=StructType(_fields(data.schema, derived_rows)))
+    return data.drop(_PART, _ROW)
 
 
 def spark_session(master: str = "local[2]", app_name: str = "fraudvae-score") -> SparkSession:
@@ -120,6 +190,7 @@ def score_path(
     keep_columns: list[str] | None = None,
     explain_top_k: int = 0,
     max_reject_rate: float = 0.0,
+    history: str | Path | None = None,
 ) -> BatchSummary:
     """``fraudvae score --engine spark``: files or directories in, a directory of part files out.
 
@@ -131,13 +202,17 @@ def score_path(
     if not src.exists():
         raise DataFileError(f"Input {str(src)!r} does not exist; check the path.")
     spark = spark_session(master)
-    fmt = file_format(src)
-    df = spark.read.parquet(str(src)) if fmt == "parquet" else spark.read.option("header", True).csv(str(src))
+    df = _read(spark, src)
+    past = None
+    if history is not None:
+        if not Path(history).exists():
+            raise DataFileError(f"History {str(history)!r} does not exist; check the path.")
+        past = _read(spark, Path(history))
     keep = list(keep_columns or [])
     missing = [c for c in keep if c not in df.columns]
     if missing:
         raise DataFileError(f"--keep-columns names {missing}, which are not in {str(src)!r}.")
-    scored = score_dataframe(df, model_dir, explain_top_k=explain_top_k).persist()
+    scored = score_dataframe(df, model_dir, explain_top_k=explain_top_k, history=past).persist()
     try:
         total = scored.count()
         rejected = scored.filter(f"{REJECT_REASON} IS NOT NULL")
@@ -157,6 +232,12 @@ def score_path(
         scored.unpersist()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _read(spark: SparkSession, src: Path) -> DataFrame:
+    if file_format(src) == "parquet":
+        return spark.read.parquet(str(src))
+    return spark.read.option("header", True).csv(str(src))
 
 
 def _write_dir(df: DataFrame, target: Path, fmt: str) -> None:

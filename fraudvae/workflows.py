@@ -23,10 +23,13 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraudvae._version import __version__
 from fraudvae.artifact import file_sha256
+from fraudvae.behaviour import FEATURE_SPEC, describe_feature, model_frame, model_spec
 from fraudvae.calibration import calibration_summary
 from fraudvae.detector import VAEDetector
 from fraudvae.evaluation import evaluate_scores, one_hot_baseline
 from fraudvae.exceptions import ConfigurationError, DataFileError, InsufficientDataError
+from fraudvae.features import compute_features, load_spec
+from fraudvae.featurespec import FeatureSpec
 from fraudvae.io import read_table
 from fraudvae.training import EpochLog
 
@@ -119,6 +122,7 @@ def _compare(
     main_fit_s: float,
     params: dict[str, Any],
     seed: int,
+    raw_columns: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     rows = [
         {
@@ -128,6 +132,19 @@ def _compare(
             "fit_s": main_fit_s,
         }
     ]
+    if raw_columns is not None:  # what the behavioural features add: the same model without them
+        started = time.perf_counter()
+        det = VAEDetector(**params).fit(X_fit[raw_columns])
+        fit_s = time.perf_counter() - started
+        s = det.anomaly_score(X_test[raw_columns])
+        rows.append(
+            {
+                "method": "VAE, raw columns only (no feature spec)",
+                "auroc": float(roc_auc_score(y_test, s)),
+                "auprc": float(average_precision_score(y_test, s)),
+                "fit_s": fit_s,
+            }
+        )
     for kind, label in (
         ("ae", "deterministic autoencoder"),
         ("dae", "denoising autoencoder"),
@@ -173,6 +190,7 @@ def train_file(
     target_precision: float | None = None,
     target_recall: float | None = None,
     compare: bool = True,
+    features: str | Path | FeatureSpec | None = None,
     on_epoch: Callable[[EpochLog], None] | None = None,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     **params: Any,
@@ -181,7 +199,11 @@ def train_file(
 
     The threshold meets ``target_fpr`` (default 0.01), or, with a label column,
     ``target_precision`` or ``target_recall`` on the calibration split (at most one).
+    ``features`` (a spec file or :class:`~fraudvae.featurespec.FeatureSpec`) adds the
+    behavioural features, computed point-in-time over the whole file; the spec is stored
+    with the model so every entry point computes the same columns.
     """
+    spec = load_spec(features) if isinstance(features, str | Path) else features
     goals = {"target_fpr": target_fpr, "target_precision": target_precision, "target_recall": target_recall}
     given = {k: v for k, v in goals.items() if v is not None}
     if len(given) > 1:
@@ -205,6 +227,17 @@ def train_file(
         )
     y = labels_from(frame, label_column, normal_value) if label_column else None
     X = _features(frame, label_column, drop)
+    if spec is not None:
+        started = time.perf_counter()
+        keys = sorted({k for e in spec.entities for k in e.keys} & set(X.columns))
+        X = model_frame(X, compute_features(frame, spec), spec)
+        log(
+            f"Behavioural features: {len(spec.feature_names())} derived column(s) over {len(frame)} events "
+            f"in {time.perf_counter() - started:.1f}s ({', '.join(spec.feature_names()[:4])}"
+            f"{', ...' if len(spec.feature_names()) > 4 else ''}); entity key column(s) {keys} are modelled "
+            "through these only."
+        )
+    extra = {FEATURE_SPEC: spec.to_doc()} if spec is not None else {}
     seed = int(params.get("random_state") or 0)
     params = {**params, "random_state": seed, "target_fpr": target_fpr if target_fpr is not None else 0.01}
     summary: dict[str, Any] = {
@@ -216,6 +249,7 @@ def train_file(
         "normal_value": normal_value,
         "time_column": time_column,
         "drop_columns": drop,
+        "features": spec.feature_names() if spec is not None else [],
         "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()},
     }
     if y is None:
@@ -228,7 +262,7 @@ def train_file(
             n_fit_rows=det.n_train_rows_,
             calibration=calibration_summary(det.calibration_),
         )
-        det.save(str(out), extra_documents={"training_summary": summary})
+        det.save(str(out), extra_documents={"training_summary": summary, **extra})
         return TrainResult(det, summary)
 
     fit_idx, cal_idx, test_idx = split_rows(len(X), y, seed, frame[time_column] if time_column else None)
@@ -260,8 +294,9 @@ def train_file(
             "Fitting the comparison detectors (AE, denoising AE, probabilistic PCA, IsolationForest) on the same rows..."
         )
         X_test, y_test = X.iloc[test_idx].reset_index(drop=True), y[test_idx]
-        summary["comparison"] = _compare(X_fit, X_test, y_test, det, fit_s, params, seed)
-    det.save(str(out), extra_documents={"training_summary": summary})
+        raw = [c for c in X.columns if c not in spec.feature_names()] if spec is not None else None
+        summary["comparison"] = _compare(X_fit, X_test, y_test, det, fit_s, params, seed, raw)
+    det.save(str(out), extra_documents={"training_summary": summary, **extra})
     return TrainResult(det, summary)
 
 
@@ -303,6 +338,9 @@ def evaluate_file(
         )
     keys = frame[keep]
     X = _features(frame, label_column, drop)
+    spec = model_spec(det.extra_documents_)
+    if spec is not None:  # every event of the file is history for the later ones
+        X = model_frame(X, compute_features(frame, spec), spec)
     note = "All rows of the file were scored."
     same_file = summary.get("data_sha256") == file_sha256(data) and summary.get("split", {}).get("method") in (
         "random",
@@ -339,6 +377,8 @@ def evaluate_file(
         "note": note,
         "calibration": calibration_summary(det.calibration_),
         "column_roles": det.schema_.roles(),
+        "feature_spec": spec.to_doc() if spec is not None else None,
+        "derived_features": _derived_contributions(result, y, spec) if spec is not None else [],
     }
     try:
         from fraudvae.report import write_report
@@ -358,3 +398,24 @@ def evaluate_file(
         keys=keys,
     )
     return EvaluateResult(metrics, report_dir, len(y), note)
+
+
+def _derived_contributions(result: Any, y: np.ndarray, spec: FeatureSpec) -> list[dict[str, Any]]:
+    """Each derived column in words, with its mean term of the score on fraud and on normal rows."""
+    out = []
+    for name in spec.feature_names():
+        if name not in result.feature_names:  # left out at training (constant, say)
+            out.append({"feature": name, "description": describe_feature(name), "modelled": False})
+            continue
+        j = result.feature_names.index(name)
+        terms = result.contributions[:, j]
+        out.append(
+            {
+                "feature": name,
+                "description": describe_feature(name),
+                "modelled": True,
+                "mean_contribution_fraud": float(terms[y == 1].mean()),
+                "mean_contribution_normal": float(terms[y == 0].mean()),
+            }
+        )
+    return out
