@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from fraudvae.eventcolumns import canonical_text, event_seconds, numbers
+from fraudvae.exceptions import DataError
 from fraudvae.featurespec import FeatureSpec, parse_spec
 from fraudvae.io import atomic_path
 
@@ -42,7 +43,7 @@ _SAMPLE = 5000
 
 
 def suggest_spec(frame: pd.DataFrame, *, label_column: str | None = None) -> tuple[str, list[str]]:
-    """A TOML spec for ``frame`` and one line per choice saying why. Raises nothing on odd data."""
+    """A TOML spec for ``frame`` and one line per choice saying why (``DataError``: nothing to derive)."""
     reasons: list[str] = []
     columns = [str(c) for c in frame.columns if str(c) != label_column]
     n = len(frame)
@@ -101,7 +102,10 @@ def suggest_spec(frame: pd.DataFrame, *, label_column: str | None = None) -> tup
                 f"{', whether ' + ' / '.join(map(repr, others)) + ' is new for it' if others else ''}."
             )
     if not doc["entity"] and not doc["row"]:
-        reasons.append("nothing to derive: no repeated id-like column with an event time, and no second date-time.")
+        raise DataError(
+            "features suggest found nothing to derive: no repeated id-like column with an event time and no second "
+            "date-time column (" + " ".join(reasons)[:500] + "). Write a spec by hand if the file has entities."
+        )
     return _toml(doc), reasons
 
 

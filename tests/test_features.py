@@ -7,6 +7,7 @@ each other's past), missing keys, times and values, and windows that open and cl
 from __future__ import annotations
 
 import math
+import tomllib
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ import pytest
 
 from fraudvae.exceptions import ConfigurationError, DataError, EventOrderError
 from fraudvae.features import FeatureStream, compute_features, load_spec, parse_spec
+from fraudvae.suggest import suggest_spec
 
 SPEC = {
     "time": {"column": "t"},
@@ -230,3 +232,34 @@ def test_keys_typed_differently_by_two_readers_are_one_entity() -> None:
     expected = [0.0, 1.0, 0.0, math.nan]
     for frame in (typed, text):
         np.testing.assert_array_equal(compute_features(frame, spec)["card:count_all"], expected)
+
+
+def test_suggest_reads_shapes_and_writes_a_spec_that_parses() -> None:
+    rng = np.random.default_rng(0)
+    n = 3000
+    start = np.datetime64("2025-01-01T00:00:00", "s")
+    frame = pd.DataFrame(
+        {
+            'weird "name"\nid': rng.integers(0, 300, n).astype(str),  # a repeated text id, hostile name
+            "user_id": rng.integers(0, 200, n),  # a repeated integer id, named as one
+            "paid": rng.lognormal(3, 1, n).round(2),
+            "channel": rng.choice(["web", "app", "pos"], n),
+            "signup": (start + rng.integers(0, 86400 * 30, n).astype("timedelta64[s]")).astype(str),
+            "purchase": (start + rng.integers(86400 * 30, 86400 * 60, n).astype("timedelta64[s]")).astype(str),
+            "row_no": np.arange(n),  # unique per row: no past, not an entity
+            "label": rng.integers(0, 2, n),
+        }
+    )
+    text, reasons = suggest_spec(frame, label_column="label")
+    spec = parse_spec(tomllib.loads(text))
+    assert spec.time == "purchase"
+    assert [e.keys for e in spec.entities] == [('weird "name"\nid',), ("user_id",)]
+    assert spec.entities[0].stats == {"sum": ("paid",)} and spec.entities[0].new_value == ("channel",)
+    assert [(r.op, r.columns) for r in spec.rows] == [("time_difference", ("purchase", "signup"))]
+    assert "label" not in text and "row_no" not in text and any("user_id" in r for r in reasons)
+    assert compute_features(frame, spec).shape == (n, len(spec.feature_names()))
+
+
+def test_suggest_with_nothing_to_derive_says_so() -> None:
+    with pytest.raises(DataError, match=r"found nothing to derive.*no date-time column"):
+        suggest_spec(pd.DataFrame({"a": np.arange(100.0), "b": ["x", "y"] * 50}))
