@@ -299,7 +299,7 @@ def test_regression_parquet_input_memory_grew_with_the_file(model_dir: Path, tmp
     assert src.stat().st_size > 40e6
     schema = VAEDetector.load(str(model_dir)).schema_
     held = []
-    for chunk in _chunks(src, schema, [], 40_000):
+    for chunk in _chunks(src, schema.names, {c.name: c.kind for c in schema.columns}, 40_000):
         del chunk
         held.append(pa.total_allocated_bytes())
     assert len(held) == 40
