@@ -17,7 +17,7 @@ import pandas as pd
 from fraudvae.featurespec import FeatureSpec, RowFeature
 from fraudvae.schema import DAYS_PER_YEAR, ColumnSpec, normalize_column
 
-__all__ = ["canonical_text", "entity_keys", "event_seconds", "numbers", "row_feature"]
+__all__ = ["Columns", "canonical_text", "event_seconds", "numbers", "row_feature"]
 
 _EARTH_RADIUS_KM = 6371.0088
 SEP = "\x1f"
@@ -54,15 +54,41 @@ def _canonical_one(v: Any) -> str | None:
     return text
 
 
-def entity_keys(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
-    """Each row's entity key as canonical text (``None`` when any key column is missing)."""
-    parts = [canonical_text(frame[c]) for c in columns]
-    if len(parts) == 1:
-        return parts[0]
-    joined = pd.Series(parts[0], dtype=object)
-    for p in parts[1:]:
-        joined = joined + SEP + pd.Series(p, dtype=object)
-    return joined.to_numpy(dtype=object)
+class Columns:
+    """One chunk's columns as the features read them, each parsed once however many features use it.
+
+    The event time is often also a row feature's operand, and an entity's key another
+    entity's value: parsing them again would double the stream's cost on those columns.
+    """
+
+    def __init__(self, frame: pd.DataFrame, spec: FeatureSpec) -> None:
+        self.frame, self.spec = frame, spec
+        self._memo: dict[tuple[str, str], np.ndarray] = {}
+
+    def seconds(self, column: str) -> np.ndarray:
+        return self._read("seconds", column, lambda: event_seconds(self.frame, self.spec, column))
+
+    def numbers(self, column: str) -> np.ndarray:
+        return self._read("numbers", column, lambda: numbers(self.frame, column))
+
+    def text(self, column: str) -> np.ndarray:
+        return self._read("text", column, lambda: canonical_text(self.frame[column]))
+
+    def keys(self, columns: tuple[str, ...]) -> np.ndarray:
+        """Each row's entity key as canonical text (``None`` when any key column is missing)."""
+        parts = [self.text(c) for c in columns]
+        if len(parts) == 1:
+            return parts[0]
+        joined = pd.Series(parts[0], dtype=object)
+        for p in parts[1:]:
+            joined = joined + SEP + pd.Series(p, dtype=object)
+        return joined.to_numpy(dtype=object)
+
+    def _read(self, kind: str, column: str, parse: Any) -> np.ndarray:
+        found = self._memo.get((kind, column))
+        if found is None:
+            found = self._memo[(kind, column)] = parse()
+        return found
 
 
 def event_seconds(frame: pd.DataFrame, spec: FeatureSpec, column: str) -> np.ndarray:
@@ -80,17 +106,16 @@ def numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
     return np.where(np.isfinite(out), out, np.nan)
 
 
-def row_feature(frame: pd.DataFrame, spec: FeatureSpec, r: RowFeature) -> np.ndarray:
+def row_feature(cols: Columns, r: RowFeature) -> np.ndarray:
     if r.op == "time_difference":
-        return event_seconds(frame, spec, r.columns[0]) - event_seconds(frame, spec, r.columns[1])
+        return cols.seconds(r.columns[0]) - cols.seconds(r.columns[1])
     if r.op == "age":
-        seconds = event_seconds(frame, spec, r.columns[1]) - event_seconds(frame, spec, r.columns[0])
-        return seconds / (DAYS_PER_YEAR * 86400.0)
+        return (cols.seconds(r.columns[1]) - cols.seconds(r.columns[0])) / (DAYS_PER_YEAR * 86400.0)
     if r.op == "distance":
-        lat1, lon1, lat2, lon2 = (np.radians(numbers(frame, c)) for c in r.columns)
+        lat1, lon1, lat2, lon2 = (np.radians(cols.numbers(c)) for c in r.columns)
         a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
         return 2 * _EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-    a, b = numbers(frame, r.columns[0]), numbers(frame, r.columns[1])
+    a, b = cols.numbers(r.columns[0]), cols.numbers(r.columns[1])
     if r.op == "difference":
         return a - b
     with np.errstate(divide="ignore", invalid="ignore"):

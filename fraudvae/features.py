@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fraudvae.eventcolumns import SEP, canonical_text, entity_keys, event_seconds, numbers, row_feature
+from fraudvae.eventcolumns import SEP, Columns, row_feature
 from fraudvae.exceptions import DataError, EventOrderError
 from fraudvae.featurespec import EntitySpec, FeatureSpec, load_spec, parse_spec, window_seconds
 from fraudvae.textparse import printable
@@ -79,13 +79,14 @@ class FeatureStream:
             raise DataError(
                 f"the feature spec uses column(s) {missing} that the data does not have; add them or edit the spec."
             )
-        t = event_seconds(frame, spec, spec.time) if spec.time else np.zeros(len(frame))
+        cols = Columns(frame, spec)
+        t = cols.seconds(spec.time) if spec.time else np.zeros(len(frame))
         self._check_order(frame, t, lines)
         out: dict[str, np.ndarray] = {}
         for entity in self._entities:
-            out.update(entity.update(frame, t, self.latest))
+            out.update(entity.update(cols, t, self.latest))
         for r in spec.rows:
-            out[r.name] = row_feature(frame, spec, r)
+            out[r.name] = row_feature(cols, r)
         self.rows_seen += len(frame)
         known = t[~np.isnan(t)]
         if len(known):
@@ -161,15 +162,15 @@ class _EntityStream:
     def held(self) -> int:
         return len(self.tail.get("t", ())) + len(self.index) + sum(len(s) for s in self.seen.values())
 
-    def update(self, frame: pd.DataFrame, t: np.ndarray, latest: float) -> dict[str, np.ndarray]:
-        e, n = self.e, len(frame)
-        keys = entity_keys(frame, e.keys)
+    def update(self, cols: Columns, t: np.ndarray, latest: float) -> dict[str, np.ndarray]:
+        e, n = self.e, len(t)
+        keys = cols.keys(e.keys)
         rows = np.flatnonzero(~pd.isna(keys) & ~np.isnan(t))
         new: dict[str, np.ndarray] = {"key": keys[rows], "t": t[rows]}
         for c in sorted(set(self.summed) | set(self.maxed)):
-            new[f"x:{c}"] = numbers(frame, c)[rows]
+            new[f"x:{c}"] = cols.numbers(c)[rows]
         for c in self.valued:
-            new[f"q:{c}"] = canonical_text(frame[c])[rows]
+            new[f"q:{c}"] = cols.text(c)[rows]
         n_old = len(self.tail.get("t", ()))
         both = {k: np.concatenate([self.tail[k], v]) if n_old else v for k, v in new.items()}
         codes = pd.factorize(both["key"])[0]

@@ -26,7 +26,7 @@ from fraudvae.contract import REJECT_REASON, output_columns, reject_reason, scor
 from fraudvae.detector import VAEDetector
 from fraudvae.exceptions import ConfigurationError, DataFileError
 from fraudvae.features import compute_features
-from fraudvae.featurespec import FeatureSpec, parse_spec
+from fraudvae.featurespec import FeatureSpec
 from fraudvae.io import file_format
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,38 +97,37 @@ def score_dataframe(
     :class:`~fraudvae.features.FeatureStream` per group, in input order (the batch job's
     tie order), then joined back to their rows.
     """
-    from pyspark.sql.types import DoubleType, StructField, StructType
-
     path = str(Path(model_dir).resolve())
     spec = model_spec(VAEDetector.load(path).extra_documents_)
     if history is not None and spec is None:
         raise ConfigurationError(f"history is for a model trained with --features; {path!r} has no feature spec.")
     if spec is not None and spec.entities:
         df = _with_entity_features(df, spec, history)
-    elif spec is not None:
-        rows = FeatureSpec(spec.time, spec.time_unit, (), spec.rows)
-        derived = StructType([StructField(name, DoubleType()) for name in rows.feature_names()])
-        df = df.mapInPandas(_row_features(rows), schema=StructType(_fields(df.schema, derived)))
+    if spec is not None and spec.rows:
+        df = _with_row_features(df, spec)
     return df.mapInPandas(_score_batches(path, explain_top_k), schema=_output_schema(df.schema, explain_top_k))
 
 
-def _fields(schema: Any, derived: Any) -> list[Any]:
-    names = set(derived.fieldNames())
-    return [f for f in schema.fields if f.name not in names] + list(derived.fields)
+def _with_row_features(df: DataFrame, spec: FeatureSpec) -> DataFrame:
+    """The within-row features (no history needed), batch by batch, replacing same-named columns."""
+    from pyspark.sql.types import DoubleType, StructField, StructType
 
+    rows = FeatureSpec(spec.time, spec.time_unit, (), spec.rows)
+    names = rows.feature_names()
+    fields = [f for f in df.schema.fields if f.name not in set(names)]
+    schema = StructType(fields + [StructField(name, DoubleType()) for name in names])
 
-def _row_features(rows: FeatureSpec):  # type: ignore[no-untyped-def]
     def add(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for pdf in batches:
             yield with_features(pdf, compute_features(pdf, rows))
 
-    return add
+    return df.mapInPandas(add, schema=schema)
 
 
-def _entity_group(doc: dict[str, Any]):  # type: ignore[no-untyped-def]
+def _entity_group(one: FeatureSpec):  # type: ignore[no-untyped-def]
     def compute(pdf: pd.DataFrame) -> pd.DataFrame:
         pdf = pdf.sort_values([_PART, _ROW], kind="stable").reset_index(drop=True)
-        features = compute_features(pdf, parse_spec(doc))
+        features = compute_features(pdf, one)
         return pd.concat([pdf[[_PART, _ROW]], features], axis=1)
 
     return compute
@@ -152,12 +151,8 @@ def _with_entity_features(df: DataFrame, spec: FeatureSpec, history: DataFrame |
         one = FeatureSpec(spec.time, spec.time_unit, (e,), ())
         schema = StructType(ids + [StructField(name, DoubleType()) for name in one.feature_names()])
         columns = sorted({_PART, _ROW, *one.columns_used()})
-        derived = events.select(*columns).groupBy(*e.keys).applyInPandas(_entity_group(one.to_doc()), schema=schema)
+        derived = events.select(*columns).groupBy(*e.keys).applyInPandas(_entity_group(one), schema=schema)
         data = data.drop(*[n for n in one.feature_names() if n in data.columns]).join(derived, [_PART, _ROW], "left")
-    if spec.rows:
-        rows = FeatureSpec(spec.time, spec.time_unit, (), spec.rows)
-        derived_rows = StructType([StructField(name, DoubleType()) for name in rows.feature_names()])
-        data = data.mapInPandas(_row_features(rows), schema=StructType(_fields(data.schema, derived_rows)))
     return data.drop(_PART, _ROW)
 
 
