@@ -5,8 +5,10 @@ fits ``VAEDetector(random_state=seed, **params)`` for each named configuration o
 protocol's splits (``../shared/BENCHMARK.md``) and PyOD KNN (library defaults, on the
 protocol's peer matrices) on the same rows, and writes AUROC, AUPRC and fit seconds per
 (configuration, file, seed) to ``benchmarks/results/ablation.jsonl``. Runs already in that
-file are kept, so an interrupted run resumes. Every configuration spells out its widths:
-``"previous"`` is the default before issue 13, ``"default"`` today's.
+file are kept, so an interrupted run resumes. Every configuration spells out its widths and
+prior: ``"previous"`` is the default before issue 13, ``"wide"`` the default of its first
+part, ``"default"`` today's, whose runs (and KNN's) come from ``benchmarks/detection.py``'s
+state file when it has them: the very fits of the detection table.
 
 Run:  .venv/bin/python benchmarks/ablation.py [--seeds 0] [--configs default,previous]
       (about 2 minutes per configuration and seed on 2 idle cores)
@@ -27,13 +29,14 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import protocol
+from benchmarks import detection, protocol
 from benchmarks.markdown import replace_section
 from fraudvae import VAEDetector
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "ablation.jsonl"
-PREVIOUS = {"hidden_dims": [128, 64]}
+PREVIOUS = {"hidden_dims": [128, 64], "prior_components": 0}
+WIDE = {"hidden_dims": [256, 128], "prior_components": 0}
 #: name -> (VAEDetector parameters, what the change is).
 CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
     "previous": (PREVIOUS, "the default before issue 13: widths 128, 64"),
@@ -42,23 +45,43 @@ CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
     "beta0.5": ({**PREVIOUS, "beta": 0.5}, "previous, KL weight 0.5 in training"),
     "reconstruction": ({**PREVIOUS, "scoring": "reconstruction"}, "previous, scored by reconstruction"),
     "iwae": ({**PREVIOUS, "scoring": "iwae"}, "previous, scored by IWAE over 16 draws"),
-    "default": ({"hidden_dims": [256, 128]}, "today's default: widths 256, 128"),
-    "wide+latent16": ({"hidden_dims": [256, 128], "latent_dim": 16}, "widths 256, 128 and latent size 16"),
-    "wide+beta0.5": ({"hidden_dims": [256, 128], "beta": 0.5}, "widths 256, 128 and KL weight 0.5"),
+    "wide": (WIDE, "the default of the first part of issue 13: widths 256, 128, standard normal prior"),
+    "wide+latent16": ({**WIDE, "latent_dim": 16}, "widths 256, 128 and latent size 16"),
+    "wide+beta0.5": ({**WIDE, "beta": 0.5}, "widths 256, 128 and KL weight 0.5"),
     "wide+latent16+beta0.5": (
-        {"hidden_dims": [256, 128], "latent_dim": 16, "beta": 0.5},
+        {**WIDE, "latent_dim": 16, "beta": 0.5},
         "widths 256, 128, latent size 16, KL weight 0.5",
     ),
-    "wider": ({"hidden_dims": [512, 256], "latent_dim": 16}, "widths 512, 256 and latent size 16"),
-    "deeper": ({"hidden_dims": [256, 256, 128], "latent_dim": 16}, "three layers 256, 256, 128, latent size 16"),
+    "wider": ({**WIDE, "hidden_dims": [512, 256], "latent_dim": 16}, "widths 512, 256 and latent size 16"),
+    "deeper": (
+        {**WIDE, "hidden_dims": [256, 256, 128], "latent_dim": 16},
+        "three layers 256, 256, 128, latent size 16",
+    ),
+    "mixture16": (
+        {"hidden_dims": [256, 128], "prior_components": 16},
+        "today's default fitted here, beside `wide` in the same run (fit time)",
+    ),
+    "mixture64": (
+        {"hidden_dims": [256, 128], "prior_components": 64},
+        "widths 256, 128, a mixture prior of 64 Gaussians",
+    ),
+    "default": (
+        {"hidden_dims": [256, 128], "prior_components": 16},
+        "today's default: widths 256, 128, a learned mixture prior of 16 Gaussians",
+    ),
 }
 
 
 def _done() -> dict[tuple[str, str, int], dict[str, Any]]:
-    if not OUT.exists():
-        return {}
-    rows = [json.loads(line) for line in OUT.read_text().splitlines() if line.strip()]
-    return {(r["config"], r["name"], r["seed"]): r for r in rows}
+    """Stored runs; today's default (and KNN) also from ``benchmarks/detection.py``'s state, the same fits."""
+    rows = [json.loads(line) for line in OUT.read_text().splitlines() if line.strip()] if OUT.exists() else []
+    done = {(r["config"], r["name"], r["seed"]): r for r in rows}
+    as_config = {"fraudvae": "default", "PyOD KNN": "KNN"}
+    for (name, seed, method), r in detection.load_state().items():
+        if method in as_config:
+            row = {"config": as_config[method], "name": name, "seed": seed, "secs": r["fit_s"] + r["score_s"], **r}
+            done.setdefault((row["config"], name, seed), row)
+    return done
 
 
 def run(configs: list[str], seeds: list[int], names: list[str]) -> None:

@@ -41,7 +41,7 @@ MAX_TEST = 50_000
 
 
 def dataset_names(root: Path = SHARED_DATA) -> list[str]:
-    names = [n for n in ADBENCH if (root / "adbench" / f"{n}.npz").exists()]
+    names = [n for n in ADBENCH_ALL if (root / "adbench" / f"{n}.npz").exists()]
     names += [n for n, (f, *_) in CSV_SETS.items() if (root / f).exists()]
     return names
 

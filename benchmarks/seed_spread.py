@@ -2,79 +2,61 @@
 
 Trained weights differ between CPU types (Intel, AMD, AVX2, AVX-512) the way they differ
 between seeds, so a floor pinned at one machine's seed-0 figure with no margin is a coin
-toss elsewhere. This script fits the default ``VAEDetector`` and IsolationForest (200
-trees) on the protocol's splits for seeds 0-4 and writes, per file, fraudvae's AUROC, the
-peer's, and their difference per seed to ``benchmarks/results/seed_spread.json``.
+toss elsewhere. This script takes the default ``VAEDetector``, IsolationForest (200 trees)
+and PyOD KNN on the protocol's splits for seeds 0-4 from ``benchmarks/detection.py``'s
+state file (running what is missing there, so seeds 0-2 are the very fits of the
+detection table) and writes, per file, fraudvae's AUROC and AUPRC, the peers', and the
+difference to IsolationForest per seed to ``benchmarks/results/seed_spread.json``.
 ``tests/test_quality_real_data.py`` reads that file: each file's floor is the lowest
-difference measured over the five seeds minus half its range (see the test).
+difference measured over the five seeds minus its range (see the test).
 
-Run:  .venv/bin/python benchmarks/seed_spread.py     (about 25 minutes on 2 idle cores)
+Run:  .venv/bin/python benchmarks/seed_spread.py     (about 40 minutes on 2 idle cores)
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-from pyod.models.knn import KNN
-from sklearn.ensemble import IsolationForest
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import protocol
+from benchmarks import detection, protocol
 from benchmarks.markdown import replace_section
-from fraudvae import VAEDetector
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "seed_spread.json"
 SEEDS = (0, 1, 2, 3, 4)
-#: The files the quality tests pin (the ADBench files of the protocol, the ULB card data, and
-#: the car claims without their policy number, as the mixed-type test fits them).
-SETS = [*protocol.ADBENCH, "ulb_creditcard", "carclaims"]
-NOT_FEATURES = {"carclaims": ["PolicyNumber"]}
+#: Every shared file: the quality tests pin the ADBench files, the ULB card data and the car claims.
+SETS = [*protocol.ADBENCH_ALL, *protocol.CSV_SETS]
+METHODS = ["fraudvae", "IsolationForest", "PyOD KNN"]
 
 
-def measure(name: str, seed: int) -> dict[str, float]:
-    X, y = protocol.load(name)
-    s = protocol.split(name, X.drop(columns=NOT_FEATURES.get(name, [])), y, seed)
-    started = time.perf_counter()
-    det = VAEDetector(random_state=seed).fit(s.X_train)
-    fit_s = time.perf_counter() - started
-    scores = det.anomaly_score(s.X_test)
-    ours = float(roc_auc_score(s.y_test, scores))
-    A, B = protocol.peer_matrices(s.X_train, s.X_test)
-    iso = IsolationForest(n_estimators=200, random_state=seed).fit(A)
-    peer = float(roc_auc_score(s.y_test, -iso.score_samples(B)))
-    knn = KNN().fit(A).decision_function(B)
-    return {
-        "fraudvae": ours,
-        "IsolationForest": peer,
-        "difference": ours - peer,
-        "fit_s": fit_s,
-        "KNN": float(roc_auc_score(s.y_test, knn)),
-        "fraudvae_auprc": float(average_precision_score(s.y_test, scores)),
-        "KNN_auprc": float(average_precision_score(s.y_test, knn)),
-    }
+def summarise(done: dict[tuple[str, int, str], dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per file and seed: fraudvae's and the peers' figures, and fraudvae minus IsolationForest."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name in SETS:
+        for seed in SEEDS:
+            ours, iso, knn = (done[(name, seed, m)] for m in METHODS)
+            out.setdefault(name, {})[str(seed)] = {
+                "fraudvae": ours["auroc"],
+                "IsolationForest": iso["auroc"],
+                "difference": ours["auroc"] - iso["auroc"],
+                "fit_s": ours["fit_s"],
+                "KNN": knn["auroc"],
+                "fraudvae_auprc": ours["auprc"],
+                "KNN_auprc": knn["auprc"],
+            }
+    return out
 
 
 def main() -> None:
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    if OUT.exists():
-        results = json.loads(OUT.read_text())["files"]
-    for name in SETS:
-        for seed in SEEDS:
-            if str(seed) in results.get(name, {}):
-                continue
-            r = measure(name, seed)
-            results.setdefault(name, {})[str(seed)] = r
-            print(f"{name} seed {seed}: fraudvae {r['fraudvae']:.3f} IF {r['IsolationForest']:.3f}", flush=True)
-            OUT.write_text(json.dumps({"seeds": list(SEEDS), "files": results}, indent=1, sort_keys=True) + "\n")
+    results = summarise(detection.run(SETS, SEEDS, METHODS))
+    OUT.write_text(json.dumps({"seeds": list(SEEDS), "files": results}, indent=1, sort_keys=True) + "\n")
     rows = []
-    adbench = [n for n in SETS if n in protocol.ADBENCH]
+    adbench = [n for n in SETS if n in protocol.ADBENCH_ALL]
     mean = {
         key: np.mean([[results[n][str(s)][key] for s in SEEDS] for n in adbench], axis=0)
         for key in ("fraudvae", "KNN", "IsolationForest", "fraudvae_auprc", "KNN_auprc")
@@ -91,23 +73,25 @@ def main() -> None:
         a = np.array([results[name][str(s)]["fraudvae"] for s in SEEDS])
         floor = d.min() - max(d.max() - d.min(), 0.01)
         below = int(np.sum(d < -0.05))
+        p = np.array([results[name][str(s)]["fraudvae_auprc"] for s in SEEDS])
         rows.append(
             f"| {name} | {a.mean():.3f} | {a.min():.3f}-{a.max():.3f} | {a.std(ddof=1):.3f} | "
+            f"{p.mean():.3f} | {p.std(ddof=1):.3f} | "
             f"{d.min():+.3f} / {d.max():+.3f} | {floor:+.3f} | {below} of {len(SEEDS)} | "
             f"{np.mean([results[name][str(s)]['KNN'] for s in SEEDS]):.3f} |"
         )
         print(rows[-1])
     table = "\n".join(
         [
-            f"Default `VAEDetector(random_state=seed)` and IsolationForest (200 trees) on the protocol's splits, "
+            f"Default `VAEDetector(random_state=seed)`, IsolationForest (200 trees) and PyOD KNN on the protocol's splits, "
             f"seeds {SEEDS[0]}-{SEEDS[-1]}, on this machine. The floor is the one "
             "`tests/test_quality_real_data.py` pins: the lowest difference minus its range (at least 0.01).",
             "",
             head,
             "",
-            "| file | fraudvae AUROC, mean | range | sd | minus IsolationForest, min / max | test floor "
-            "| seeds more than 0.05 below IsolationForest | PyOD KNN AUROC, mean |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| file | fraudvae AUROC, mean | range | sd | AUPRC, mean | AUPRC sd | minus IsolationForest, min / max "
+            "| test floor | seeds more than 0.05 below IsolationForest | PyOD KNN AUROC, mean |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             *rows,
         ]
     )

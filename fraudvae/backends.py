@@ -95,6 +95,7 @@ class NetworkBackend:
             tuple(a["hidden_dims"]),
             a["kind"],
             list(a["num_min_variance"]),
+            prior_components=int(a.get("prior_components", 0)),  # 0 in models saved before mixture priors
         )
 
     @classmethod
@@ -117,6 +118,7 @@ class NetworkBackend:
             "hidden_dims": [int(h) for h in params["hidden_dims"]],
             "kind": params["kind"],
             "num_min_variance": pre.num_min_variance,
+            "prior_components": int(params["prior_components"]) if params["kind"] == "vae" else 0,
         }
         device_name = params["device"]
         if device_name == "auto":

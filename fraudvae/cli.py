@@ -37,6 +37,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         params["scoring"] = args.scoring
     if args.score_samples is not None:
         params["n_score_samples"] = args.score_samples
+    if args.prior_components is not None:
+        params["prior_components"] = args.prior_components
     if args.column_types:
         params["column_types"] = _pairs(args.column_types, "--column-types")
     try:
@@ -272,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="draws of z per ELBO/IWAE score (default: the ELBO at the posterior mean, 16 draws for IWAE)",
     )
+    p.add_argument("--prior-components", type=int, help="Gaussians in the learned prior (default 16; 0: N(0, I))")
     p.add_argument(
         "--seed", type=int, default=0, help="random seed for the split, the weights and the scores (default 0)"
     )

@@ -51,6 +51,9 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         calibrates the plans of all three methods.
     latent_dim, hidden_dims
         Size of ``z`` (``None``: ``clip(n_features // 2, 2, 16)``) and widths (BENCHMARKS.md, ablation).
+    prior_components : int
+        The prior over ``z``: a learned mixture of this many Gaussians (``0``: the standard
+        normal). Clustered normal data leaves gaps between clusters that the score sees.
     max_epochs, batch_size : int or None
         ``None`` follows :mod:`fraudvae.schedule` (about 2,000 steps, batches of a tenth of
         the rows up to 256, larger beyond 25,600 rows with the learning rate scaled).
@@ -79,6 +82,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         scoring: Literal["elbo", "reconstruction", "iwae"] = "elbo",
         latent_dim: int | None = None,
         hidden_dims: tuple[int, ...] = (256, 128),
+        prior_components: int = 16,
         max_epochs: int | None = None,
         batch_size: int | None = None,
         learning_rate: float = 3e-4,
@@ -103,6 +107,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.scoring = scoring
         self.latent_dim = latent_dim
         self.hidden_dims = hidden_dims
+        self.prior_components = prior_components
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -135,6 +140,14 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         if not 0.0 < self.validation_fraction < 1.0:
             raise ConfigurationError(
                 f"validation_fraction={self.validation_fraction!r} is invalid; expected a value between 0 and 1."
+            )
+        if (
+            isinstance(self.prior_components, bool)
+            or not isinstance(self.prior_components, int | np.integer)
+            or self.prior_components < 0
+        ):
+            raise ConfigurationError(
+                f"prior_components={self.prior_components!r} is invalid; expected a whole number >= 0 (0: standard normal prior)."
             )
         if self.latent_dim is not None and int(self.latent_dim) < 1:
             raise ConfigurationError(f"latent_dim={self.latent_dim!r} is invalid; expected a positive integer or None.")

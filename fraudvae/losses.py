@@ -15,7 +15,15 @@ from torch.nn import functional as F
 
 from fraudvae.model import DecoderOutput, Inputs
 
-__all__ = ["bernoulli_nll", "feature_nll", "gaussian_nll", "kl_diag_normal", "log_normal"]
+__all__ = [
+    "bernoulli_nll",
+    "feature_nll",
+    "gaussian_nll",
+    "kl_diag_normal",
+    "kl_mixture_bound",
+    "log_mixture",
+    "log_normal",
+]
 
 _LOG_2PI = math.log(2 * math.pi)
 #: A binary value off its two training levels (possible for numeric 0/1 columns) is
@@ -43,9 +51,51 @@ def _sum(t: torch.Tensor, dim: int) -> torch.Tensor:
     return t.sum(dim)
 
 
-def log_normal(
-    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, reduce: Callable[[torch.Tensor, int], torch.Tensor] = _sum
+def _logsumexp(t: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.logsumexp(t, dim)
+
+
+Reduce = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def kl_mixture_bound(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    prior_mu: torch.Tensor,
+    prior_logvar: torch.Tensor,
+    reduce: Reduce = _sum,
+    logsumexp: Reduce = _logsumexp,
 ) -> torch.Tensor:
+    """An upper bound on KL(q(z|x) || p(z)) for the prior ``p = (1/K) sum_k N(m_k, diag s_k^2)``, per row.
+
+    The KL to a mixture has no closed form; ``-log (1/K) sum_k exp(-KL(q || p_k))`` bounds it
+    from above (Hershey & Olsen, 2007: Jensen's inequality with the best weights over the
+    components), so the ELBO built on it is still a lower bound on ``log p(x)``; it is closed
+    form and deterministic, so training and scoring use the same term. With one component at
+    the origin with unit variance it is :func:`kl_diag_normal` summed. ``mu`` and ``logvar``
+    are ``(..., L)``, the prior's ``(K, L)``; the result is ``(...)``. Scoring passes
+    position-independent reductions (see :mod:`fraudvae.scoring`).
+    """
+    m, lv = mu.unsqueeze(-2), logvar.unsqueeze(-2)
+    per_component = 0.5 * reduce(
+        prior_logvar - lv + (torch.exp(lv) + (m - prior_mu) ** 2) * torch.exp(-prior_logvar) - 1.0, -1
+    )
+    return math.log(prior_mu.shape[0]) - logsumexp(-per_component, -1)
+
+
+def log_mixture(
+    z: torch.Tensor,
+    prior_mu: torch.Tensor,
+    prior_logvar: torch.Tensor,
+    reduce: Reduce = _sum,
+    logsumexp: Reduce = _logsumexp,
+) -> torch.Tensor:
+    """``log p(z)`` under the equal-weight mixture prior of :func:`kl_mixture_bound`, ``(..., L) -> (...)``."""
+    per_component = log_normal(z.unsqueeze(-2), prior_mu, prior_logvar, reduce)
+    return logsumexp(per_component, -1) - math.log(prior_mu.shape[0])
+
+
+def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, reduce: Reduce = _sum) -> torch.Tensor:
     """log N(z; mu, diag(exp(logvar))) summed over the last dimension.
 
     Scoring passes a sequential ``reduce`` so the sum rounds the same at every memory

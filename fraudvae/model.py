@@ -2,7 +2,8 @@
 
 It knows nothing about pandas, schemas or scores. The decoder emits, for every
 row, a Gaussian mean and log-variance per numeric feature, a logit per missing
-indicator and per binary feature, and a logit vector per categorical feature.
+indicator and per binary feature, and a logit vector per categorical feature. The
+prior over ``z`` is the standard normal or a learned mixture of Gaussians.
 """
 
 from __future__ import annotations
@@ -97,6 +98,12 @@ class TabularVAE(nn.Module):
         ``"vae"``: stochastic encoder (mean and log-variance). ``"ae"`` and ``"dae"``:
         deterministic encoder; the denoising variant differs only in training, where
         the inputs are corrupted.
+    prior_components
+        ``0``: the standard normal prior. ``K > 0`` (``"vae"`` only): an equal-weight
+        mixture of ``K`` diagonal Gaussians whose means and variances are learned with
+        the network (``prior_mu``, ``prior_logvar``). Normal data made of clusters then
+        gets a latent density with gaps between them, where a standard normal prior
+        makes the space between clusters as likely as the clusters (BENCHMARKS.md).
     """
 
     nullable_num: torch.Tensor
@@ -113,6 +120,7 @@ class TabularVAE(nn.Module):
         kind: Literal["vae", "ae", "dae"],
         num_min_variance: list[float] | None = None,
         dropout: float = 0.0,
+        prior_components: int = 0,
     ) -> None:
         super().__init__()
         floor = torch.tensor(num_min_variance or [0.0] * n_num, dtype=torch.float32).clamp(min=MIN_VARIANCE)
@@ -127,6 +135,12 @@ class TabularVAE(nn.Module):
         self.decoder = _mlp([latent_dim, *reversed(hidden_dims), self.out_dim], dropout)
         # Per-feature ceiling of the decoder variance (see ``decode``).
         self.num_logvar_base = nn.Parameter(torch.zeros(n_num))
+        self.prior_mu: nn.Parameter | None = None
+        self.prior_logvar: nn.Parameter | None = None
+        if prior_components and kind == "vae":
+            # Drawn after the layers, so the layers' initial weights do not depend on the prior.
+            self.prior_mu = nn.Parameter(torch.randn(prior_components, latent_dim))
+            self.prior_logvar = nn.Parameter(torch.zeros(prior_components, latent_dim))
 
     def design(self, x: Inputs) -> torch.Tensor:
         """The flat encoder input: values, missing flags, binaries and one-hot categories."""

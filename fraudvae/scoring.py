@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fraudvae.losses import feature_nll, kl_diag_normal, log_normal
+from fraudvae.losses import feature_nll, kl_diag_normal, kl_mixture_bound, log_mixture, log_normal
 from fraudvae.model import Inputs, TabularVAE, sigmoid
 from fraudvae.preprocessing import Encoded
 
@@ -63,6 +63,12 @@ def seq_max(t: torch.Tensor, dim: int) -> torch.Tensor:
     for p in parts[1:]:
         acc = torch.maximum(acc, p)
     return acc
+
+
+def seq_logsumexp(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``log(sum(exp(t)))`` along ``dim`` from :func:`seq_max` and :func:`seq_sum`."""
+    top = seq_max(t, dim)
+    return top + torch.log(seq_sum(torch.exp(t - top.unsqueeze(dim)), dim))
 
 
 def row_sum(a: np.ndarray) -> np.ndarray:
@@ -174,7 +180,7 @@ def score_vae(
                     cat_mode[dest, j] = logits.argmax(-1).numpy()[real]
             latent[dest] = mu.numpy()[real]
             if logvar is not None:
-                kl_out[dest] = seq_sum(kl_diag_normal(mu, logvar), -1).numpy()[real]
+                kl_out[dest] = _kl(module, mu, logvar).numpy()[real]
             if logvar is None or not draw_passes:
                 elbo[dest] = rec[dest]
                 iwae_out[dest] = rec[dest]
@@ -193,11 +199,8 @@ def score_vae(
                 iwae_out[dest] = np.nan
                 iw_latent[dest] = np.nan
                 continue
-            zeros = torch.zeros_like(mu4)
             log_w = (
-                -seq_sum(nll, -1)
-                + log_normal(z, zeros, zeros, reduce=seq_sum)
-                - log_normal(z, mu4, logvar4, reduce=seq_sum)
+                -seq_sum(nll, -1) + _log_prior(module, z) - log_normal(z, mu4, logvar4, reduce=seq_sum)
             )  # (g, K, rows)
             top = seq_max(log_w, 1)
             weights = torch.exp(log_w - top.unsqueeze(1))
@@ -208,6 +211,21 @@ def score_vae(
             iwae_out[dest] = share.reshape(len(idx), -1).numpy()[real]
             iw_latent[dest] = (total - seq_sum(share, -1)).reshape(-1).numpy()[real]
     return Components(rec, elbo, kl_out, iwae_out, iw_latent, num_mean, bin_prob, cat_mode, latent)
+
+
+def _kl(module: TabularVAE, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """The KL term per row under the module's prior, with position-independent reductions."""
+    if module.prior_mu is None or module.prior_logvar is None:
+        return seq_sum(kl_diag_normal(mu, logvar), -1)
+    return kl_mixture_bound(mu, logvar, module.prior_mu, module.prior_logvar, seq_sum, seq_logsumexp)
+
+
+def _log_prior(module: TabularVAE, z: torch.Tensor) -> torch.Tensor:
+    """``log p(z)`` under the module's prior, with position-independent reductions."""
+    if module.prior_mu is None or module.prior_logvar is None:
+        zeros = torch.zeros_like(z)
+        return log_normal(z, zeros, zeros, reduce=seq_sum)
+    return log_mixture(z, module.prior_mu, module.prior_logvar, seq_sum, seq_logsumexp)
 
 
 @dataclass

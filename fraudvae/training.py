@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fraudvae.losses import feature_nll, kl_diag_normal
+from fraudvae.losses import feature_nll, kl_diag_normal, kl_mixture_bound
 from fraudvae.model import Inputs, TabularVAE
 
 __all__ = ["EpochLog", "TrainConfig", "train"]
@@ -48,7 +48,8 @@ class EpochLog:
 
 
 def _loss_terms(module: TabularVAE, x: Inputs, *, sample: bool, noise_std: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reconstruction NLL per row and KL per latent dimension per row."""
+    """Reconstruction NLL per row, and KL per row: per latent dimension under the standard
+    normal prior ``(n, L)``, as one bound under a mixture prior ``(n, 1)``."""
     noise = None
     if noise_std > 0 and module.training:
         noise = noise_std * torch.randn(x.num.shape[0], module.input_dim, device=x.num.device)
@@ -57,7 +58,10 @@ def _loss_terms(module: TabularVAE, x: Inputs, *, sample: bool, noise_std: float
         z, kl = mu, torch.zeros_like(mu)
     else:
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
-        kl = kl_diag_normal(mu, logvar)
+        if module.prior_mu is None or module.prior_logvar is None:
+            kl = kl_diag_normal(mu, logvar)
+        else:
+            kl = kl_mixture_bound(mu, logvar, module.prior_mu, module.prior_logvar).unsqueeze(-1)
     rec = feature_nll(x, module.decode(z), module.nullable_num).sum(-1)
     return rec, kl
 
@@ -110,7 +114,9 @@ def train(
             idx = perm[step * config.batch_size : (step + 1) * config.batch_size]
             rec, kl = _loss_terms(module, _slice(train_x, idx), sample=True, noise_std=noise_std)
             kl_dims = kl.mean(0)
-            kl_term = torch.clamp(kl_dims, min=config.free_bits).sum() if module.kind == "vae" else kl_dims.sum()
+            # Free bits per latent dimension; a mixture prior's one KL term gets them all.
+            floor = config.free_bits * module.latent_dim / kl_dims.numel()
+            kl_term = torch.clamp(kl_dims, min=floor).sum() if module.kind == "vae" else kl_dims.sum()
             loss = rec.mean() + beta * kl_term
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -4,7 +4,8 @@ The golden test (tests/test_golden.py) loads models saved by an earlier fraudvae
 checks that today's code scores them exactly as recorded. Regenerate only when a change
 is *meant* to alter scores, and say so in the commit message:
 
-    .venv/bin/python scripts/regenerate_golden.py
+    .venv/bin/python scripts/regenerate_golden.py            (all of them)
+    .venv/bin/python scripts/regenerate_golden.py vae_mixture  (one new model; the others stay)
 
 Each model is fitted on the built-in demo data (small, so the files stay small), saved
 to ``tests/golden/<name>/``, and its scores on fixed rows are written to
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from fraudvae import VAEDetector
 from fraudvae.datasets import LABEL_COLUMN, make_transactions
@@ -26,8 +29,22 @@ from fraudvae.datasets import LABEL_COLUMN, make_transactions
 GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden"
 #: name -> constructor parameters of each golden model.
 MODELS: dict[str, dict[str, object]] = {
-    "vae": {"random_state": 0, "max_epochs": 3, "hidden_dims": (32, 16)},
-    "vae_draws": {"random_state": 1, "max_epochs": 3, "hidden_dims": (32, 16), "n_score_samples": 4},
+    "vae": {"random_state": 0, "max_epochs": 3, "hidden_dims": (32, 16), "prior_components": 0},
+    "vae_draws": {
+        "random_state": 1,
+        "max_epochs": 3,
+        "hidden_dims": (32, 16),
+        "n_score_samples": 4,
+        "prior_components": 0,
+    },
+    # The mixture prior's KL bound and (with draws) its exact log-density in IWAE.
+    "vae_mixture": {
+        "random_state": 2,
+        "max_epochs": 3,
+        "hidden_dims": (32, 16),
+        "n_score_samples": 4,
+        "prior_components": 8,
+    },
     "ppca": {"kind": "ppca", "random_state": 0},
 }
 
@@ -66,11 +83,15 @@ def expected_scores(det: VAEDetector, rows) -> dict[str, object]:
     return out
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
     train, rows = golden_rows()
     GOLDEN.mkdir(parents=True, exist_ok=True)
-    rows.to_parquet(GOLDEN / "rows.parquet", index=False)  # scored rows, fixed even if the generator changes
+    if not names:
+        rows.to_parquet(GOLDEN / "rows.parquet", index=False)  # scored rows, fixed even if the generator changes
+    rows = pd.read_parquet(GOLDEN / "rows.parquet")
     for name, params in MODELS.items():
+        if names and name not in names:
+            continue
         target = GOLDEN / name
         if target.exists():
             shutil.rmtree(target)
@@ -83,4 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

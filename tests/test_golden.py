@@ -26,7 +26,7 @@ def _cpu_flags() -> list[str]:
 
 
 def test_the_golden_set_is_complete() -> None:
-    assert NAMES == ["ppca", "vae", "vae_draws"]
+    assert NAMES == ["ppca", "vae", "vae_draws", "vae_mixture"]
 
 
 @pytest.mark.parametrize("name", NAMES)
