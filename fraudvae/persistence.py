@@ -86,6 +86,7 @@ def load_detector(cls: type[D], path: str) -> D:
         config = docs["config"]
         params = dict(config["params"])
         params["hidden_dims"] = tuple(params["hidden_dims"])
+        params.setdefault("prior_components", 0)  # saved before mixture priors: the standard normal
         det: Any = cls(**params)
         schema = Schema.from_json(docs["schema"])
         pre = Preprocessor.from_json(schema, docs["preprocessing"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -120,3 +122,13 @@ def test_the_standard_normal_prior_is_still_available(normal_train: pd.DataFrame
 def test_an_invalid_prior_components_is_refused_naming_it(normal_train: pd.DataFrame, value: object) -> None:
     with pytest.raises(ConfigurationError, match=r"prior_components=.*expected a whole number"):
         VAEDetector(prior_components=value).fit(normal_train.iloc[:100])  # type: ignore[arg-type]
+
+
+def test_regression_a_model_saved_before_mixture_priors_reported_todays_prior_default() -> None:
+    """Its saved parameters predate ``prior_components``: ``get_params`` (and so ``clone``) must
+    describe the model that was loaded, not today's default."""
+    golden = Path(__file__).resolve().parent / "golden" / "vae" / "model"
+    assert "prior_components" not in json.loads((golden / "config.json").read_text())["params"]
+    det = VAEDetector.load(str(golden))
+    assert det.get_params()["prior_components"] == 0
+    assert det.engine_.backend.module.prior_mu is None
