@@ -134,25 +134,6 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         tags.input_tags.allow_nan = tags.input_tags.string = tags.input_tags.categorical = True
         return tags
 
-    def _check_params(self) -> None:
-        if self.kind not in BACKENDS:
-            raise ConfigurationError(f"kind={self.kind!r} is invalid; expected one of {list(BACKENDS)}.")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ConfigurationError(
-                f"validation_fraction={self.validation_fraction!r} is invalid; expected a value between 0 and 1."
-            )
-        if (
-            isinstance(self.prior_components, bool)
-            or not isinstance(self.prior_components, int | np.integer)
-            or self.prior_components < 0
-        ):
-            raise ConfigurationError(
-                f"prior_components={self.prior_components!r} is invalid; expected a whole number >= 0 (0: standard normal prior)."
-            )
-        if self.latent_dim is not None and int(self.latent_dim) < 1:
-            raise ConfigurationError(f"latent_dim={self.latent_dim!r} is invalid; expected a positive integer or None.")
-        self.scoring_plan()
-
     def set_params(self, **params: Any) -> VAEDetector:
         """As scikit-learn's, but a fitted detector takes only what applies without refitting.
 
@@ -206,7 +187,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         are modelled. ``y`` is ignored (scikit-learn compatibility). ``epoch_callback`` is
         called with an :class:`~fraudvae.training.EpochLog` after every epoch.
         """
-        self._check_params()
+        _check_params(self)
         self._set_fitted(fit_engine(self._input_frame(X, reset=True), self.get_params(), epoch_callback))
         return self
 
@@ -394,3 +375,21 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     def feature_names_out_(self) -> list[str]:
         self._check_fitted()
         return [*self.preprocessor_.feature_names, LATENT]
+
+
+def _check_params(det: VAEDetector) -> None:
+    """The parameters' edge checks (kept out of the facade's body, which stays short)."""
+    if det.kind not in BACKENDS:
+        raise ConfigurationError(f"kind={det.kind!r} is invalid; expected one of {list(BACKENDS)}.")
+    if not 0.0 < det.validation_fraction < 1.0:
+        raise ConfigurationError(
+            f"validation_fraction={det.validation_fraction!r} is invalid; expected a value between 0 and 1."
+        )
+    k = det.prior_components
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
+        raise ConfigurationError(
+            f"prior_components={k!r} is invalid; expected a whole number >= 0 (0: the standard normal prior)."
+        )
+    if det.latent_dim is not None and int(det.latent_dim) < 1:
+        raise ConfigurationError(f"latent_dim={det.latent_dim!r} is invalid; expected a positive integer or None.")
+    det.scoring_plan()
