@@ -108,24 +108,19 @@ def test_missing_label_column_is_one_line(tmp_path: Path) -> None:
     )
 
 
-def test_invalid_score_samples_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("option", "needles"),
+    [
+        (["--score-samples", "-1"], ("n_score_samples=-1", "expected 0 or more")),
+        (["--prior-components", "-2"], ("prior_components=-2", "expected a whole number >= 0")),
+    ],
+)
+def test_an_invalid_model_option_is_one_line(tmp_path: Path, option: list[str], needles: tuple[str, str]) -> None:
     data = tmp_path / "t.csv"
     pd.DataFrame({"a": [1.0, 2.0] * 20, "b": ["x", "y"] * 20}).to_csv(data, index=False)
     _assert_one_line_error(
-        run("train", "--data", str(data), "--out", str(tmp_path / "m"), "--score-samples", "-1", "--quiet"),
-        "n_score_samples=-1",
-        "expected 0 or more",
-    )
-    assert not (tmp_path / "m").exists()
-
-
-def test_invalid_prior_components_is_one_line(tmp_path: Path) -> None:
-    data = tmp_path / "t.csv"
-    pd.DataFrame({"a": [1.0, 2.0] * 20, "b": ["x", "y"] * 20}).to_csv(data, index=False)
-    _assert_one_line_error(
-        run("train", "--data", str(data), "--out", str(tmp_path / "m"), "--prior-components", "-2", "--quiet"),
-        "prior_components=-2",
-        "expected a whole number >= 0",
+        run("train", "--data", str(data), "--out", str(tmp_path / "m"), *option, "--quiet"),
+        *needles,
     )
     assert not (tmp_path / "m").exists()
 
