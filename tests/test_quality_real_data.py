@@ -65,6 +65,15 @@ def _aurocs(name: str) -> tuple[float, float]:
     return _results[name]
 
 
+#: The protocol feeds every column as it comes; some ADBench files hold columns that are
+#: constant in the normal training rows (cardiotocography, optdigits), which the detector
+#: rightly warns about.
+_CONSTANT_COLUMNS_OK = pytest.mark.filterwarnings(
+    "ignore:Column\\(s\\) .* are constant:fraudvae.exceptions.DataWarning"
+)
+
+
+@_CONSTANT_COLUMNS_OK
 @pytest.mark.parametrize("name", SETS)
 def test_no_file_below_its_measured_floor_against_isolation_forest(shared_data, name: str) -> None:
     ours, iso = _aurocs(name)
@@ -75,6 +84,7 @@ def test_no_file_below_its_measured_floor_against_isolation_forest(shared_data, 
     )
 
 
+@_CONSTANT_COLUMNS_OK
 def test_mean_auroc_against_isolation_forest_within_its_measured_floor(shared_data) -> None:
     pairs = np.array([_aurocs(n) for n in SETS])
     gap, floor = float((pairs[:, 0] - pairs[:, 1]).mean()), mean_floor(SETS)
