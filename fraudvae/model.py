@@ -142,6 +142,12 @@ class TabularVAE(nn.Module):
             self.prior_mu = nn.Parameter(torch.randn(prior_components, latent_dim))
             self.prior_logvar = nn.Parameter(torch.zeros(prior_components, latent_dim))
 
+    def mixture_prior(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The mixture prior's means and log-variances, ``(K, latent)`` each; ``None`` for N(0, I)."""
+        if self.prior_mu is None or self.prior_logvar is None:
+            return None
+        return self.prior_mu, self.prior_logvar
+
     def design(self, x: Inputs) -> torch.Tensor:
         """The flat encoder input: values, missing flags, binaries and one-hot categories."""
         return design_tensor(x, self.nullable_num, self.cat_cardinalities)

@@ -215,17 +215,19 @@ def score_vae(
 
 def _kl(module: TabularVAE, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """The KL term per row under the module's prior, with position-independent reductions."""
-    if module.prior_mu is None or module.prior_logvar is None:
+    prior = module.mixture_prior()
+    if prior is None:
         return seq_sum(kl_diag_normal(mu, logvar), -1)
-    return kl_mixture_bound(mu, logvar, module.prior_mu, module.prior_logvar, seq_sum, seq_logsumexp)
+    return kl_mixture_bound(mu, logvar, *prior, seq_sum, seq_logsumexp)
 
 
 def _log_prior(module: TabularVAE, z: torch.Tensor) -> torch.Tensor:
     """``log p(z)`` under the module's prior, with position-independent reductions."""
-    if module.prior_mu is None or module.prior_logvar is None:
+    prior = module.mixture_prior()
+    if prior is None:
         zeros = torch.zeros_like(z)
         return log_normal(z, zeros, zeros, reduce=seq_sum)
-    return log_mixture(z, module.prior_mu, module.prior_logvar, seq_sum, seq_logsumexp)
+    return log_mixture(z, *prior, seq_sum, seq_logsumexp)
 
 
 @dataclass

@@ -58,10 +58,8 @@ def _loss_terms(module: TabularVAE, x: Inputs, *, sample: bool, noise_std: float
         z, kl = mu, torch.zeros_like(mu)
     else:
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
-        if module.prior_mu is None or module.prior_logvar is None:
-            kl = kl_diag_normal(mu, logvar)
-        else:
-            kl = kl_mixture_bound(mu, logvar, module.prior_mu, module.prior_logvar).unsqueeze(-1)
+        prior = module.mixture_prior()
+        kl = kl_diag_normal(mu, logvar) if prior is None else kl_mixture_bound(mu, logvar, *prior).unsqueeze(-1)
     rec = feature_nll(x, module.decode(z), module.nullable_num).sum(-1)
     return rec, kl
 
