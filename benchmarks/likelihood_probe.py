@@ -109,6 +109,21 @@ def _patched(variant: str) -> Iterator[None]:
         fv_pre.Preprocessor.__init__ = saved_init  # type: ignore[method-assign]
 
 
+def _known(variant: str) -> bool:
+    """A name this script can fit: a typo must not silently fit the default."""
+    if variant in ("homoscedastic", "free_bits0.5", "beta0.5"):
+        return True
+    if variant.startswith("ensemble"):
+        return variant[len("ensemble") :].isdigit() and int(variant[len("ensemble") :]) > 0
+    for prefix in ("floor", "cap", "student_t"):
+        if variant.startswith(prefix):
+            try:
+                return float(variant[len(prefix) :]) > 0
+            except ValueError:
+                return False
+    return False
+
+
 def _params(variant: str) -> dict[str, Any]:
     if variant == "free_bits0.5":
         return {"free_bits": 0.5}
@@ -238,6 +253,12 @@ def main() -> int:
     parser.add_argument("--files", default=",".join([*protocol.ADBENCH_ALL, *protocol.CSV_SETS]))
     args = parser.parse_args()
     variants = args.variants.split(",")
+    unknown = [v for v in variants if not _known(v)]
+    if unknown:
+        parser.error(
+            f"unknown variant(s) {unknown}; expected capC, floorM, student_tNU, ensembleN (numbers > 0), "
+            "homoscedastic, free_bits0.5 or beta0.5"
+        )
     run(variants, [int(s) for s in args.seeds.split(",")], args.files.split(","))
     text = section(variants)
     print(text)
