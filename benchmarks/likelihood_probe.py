@@ -22,6 +22,25 @@ script measures what changes to the numeric likelihood buy, fitted like the defa
   (``seed + 1000 * i``; member 0 is the default's own fit): the issue's allowed average of
   VAE likelihood scores, at ``N`` times the fit and scoring cost.
 - ``free_bits0.5``, ``beta0.5``: parameters of the default detector.
+- ``model_seedK``: the default detector with ``random_state = seed + 1000 * K`` on the same
+  rows: with ``K = 1..4`` beside the default's own fit, how much of the seed spread is the
+  model's own randomness (initialisation, batches, its validation split) and how much the
+  protocol's draw of rows.
+
+Scoring-time variants change no fit: they re-score the default's own fit (one fit per file
+and seed serves them all) with another numeric likelihood built on the same decoder outputs
+at the posterior mean, so they say whether the trained decoder's per-row variances can be
+corrected after the fact:
+
+- ``val_mixture``, ``val_cap``, ``val_student_t``: per numeric feature, a contamination
+  ``(1 - w) N(mu, var) + w N(mu, ceiling)``, a cap ``var >= exp(-C) * ceiling`` or a
+  Student-t of ``nu`` degrees of freedom, its parameter chosen from a grid that includes the
+  default (``w = 0``, ``C = inf``, ``nu = inf``) by the mean negative log-likelihood of the
+  fit's own validation rows: label-free, one choice per column.
+- ``scapC``: the cap ``var >= exp(-C) * ceiling`` on every numeric feature, at scoring only.
+- ``jacobian``: the likelihood in the user's units, ``+ log(1 + |x - shift|)`` for the
+  columns the preprocessor log-transforms (their density in the transformed units is what
+  the product scores).
 
 Writes AUROC / AUPRC of the ELBO and of the reconstruction score per (variant, file, seed) to
 ``benchmarks/results/likelihood_probe.jsonl`` (resumes), and a table against the default
@@ -29,6 +48,7 @@ detector of ``benchmarks/detection.py``'s state (the same fits) to BENCHMARKS.md
 
 Run:  .venv/bin/python benchmarks/likelihood_probe.py            (every variant, seed 0)
       .venv/bin/python benchmarks/likelihood_probe.py --variants cap2.3 --seeds 1,2
+      .venv/bin/python benchmarks/likelihood_probe.py --variants val_mixture,val_cap,scap2.3 --seeds 0,1,2
 """
 
 from __future__ import annotations
@@ -55,6 +75,9 @@ from fraudvae import VAEDetector
 from fraudvae import losses as fv_losses
 from fraudvae import model as fv_model
 from fraudvae import preprocessing as fv_pre
+from fraudvae.backends import NetworkBackend
+from fraudvae.fitting import MIN_SPLIT_ROWS
+from fraudvae.model import Inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "likelihood_probe.jsonl"
@@ -111,11 +134,13 @@ def _patched(variant: str) -> Iterator[None]:
 
 def _known(variant: str) -> bool:
     """A name this script can fit: a typo must not silently fit the default."""
-    if variant in ("homoscedastic", "free_bits0.5", "beta0.5"):
+    if variant in ("homoscedastic", "free_bits0.5", "beta0.5", *VALIDATION_CHOSEN, "jacobian", "own_default"):
         return True
     if variant.startswith("ensemble"):
         return variant[len("ensemble") :].isdigit() and int(variant[len("ensemble") :]) > 0
-    for prefix in ("floor", "cap", "student_t"):
+    if variant.startswith("model_seed"):
+        return variant[len("model_seed") :].isdigit()
+    for prefix in ("floor", "cap", "student_t", "scap"):
         if variant.startswith(prefix):
             try:
                 return float(variant[len(prefix) :]) > 0
@@ -132,9 +157,183 @@ def _params(variant: str) -> dict[str, Any]:
     return {}
 
 
+#: Scoring-time variants whose parameter each numeric feature takes from the fit's validation rows.
+VALIDATION_CHOSEN = ("val_mixture", "val_cap", "val_student_t")
+#: The grids they choose from; the first value of each is the default decoder's own likelihood.
+GRIDS: dict[str, tuple[float, ...]] = {
+    "mixture": (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.2, 0.4),
+    "cap": (math.inf, 9.0, 6.9, 4.6, 3.4, 2.3, 1.6, 1.0, 0.5, 0.0),
+    "student_t": (math.inf, 64.0, 32.0, 16.0, 8.0, 4.0, 2.0, 1.0),
+}
+
+
+def _scoring_time(variant: str) -> bool:
+    """Re-scores the default's own fit rather than fitting anew."""
+    return variant in (*VALIDATION_CHOSEN, "jacobian", "own_default") or variant.startswith("scap")
+
+
+def _seed_offset(variant: str) -> int:
+    return 1000 * int(variant[len("model_seed") :]) if variant.startswith("model_seed") else 0
+
+
+def gaussian(x: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
+    return 0.5 * (math.log(2 * math.pi) + np.log(var) + (x - mu) ** 2 / var)
+
+
+def family_nll(
+    kind: str, p: float, x: np.ndarray, mu: np.ndarray, var: np.ndarray, ceiling: float | np.ndarray
+) -> np.ndarray:
+    """Negative log-likelihood of ``x`` under one member of a family around the decoder's ``N(mu, var)``.
+
+    ``ceiling`` is the feature's largest variance (the learned per-feature cap of the product's
+    decoder). Each family's first grid value gives back ``N(mu, var)`` exactly.
+    """
+    if kind == "mixture":
+        a = gaussian(x, mu, var)
+        if p == 0.0:
+            return a
+        b = gaussian(x, mu, np.broadcast_to(ceiling, np.shape(x)))
+        low = np.minimum(a, b)
+        return low - np.log((1 - p) * np.exp(low - a) + p * np.exp(low - b))
+    if kind == "cap":
+        return gaussian(x, mu, var if math.isinf(p) else np.maximum(var, np.exp(-p) * ceiling))
+    if kind == "student_t":
+        if math.isinf(p):
+            return gaussian(x, mu, var)
+        const = math.lgamma(p / 2) - math.lgamma((p + 1) / 2) + 0.5 * math.log(p * math.pi)
+        return const + 0.5 * np.log(var) + 0.5 * (p + 1) * np.log1p((x - mu) ** 2 / var / p)
+    raise ValueError(f"unknown family {kind!r}; expected one of {sorted(GRIDS)}")
+
+
+def choose(kind: str, x: np.ndarray, mu: np.ndarray, var: np.ndarray, ceiling: float) -> float:
+    """The grid value with the lowest mean negative log-likelihood on these (validation) values.
+
+    Ties keep the earlier value, so the default wins unless another value is strictly better.
+    """
+    if x.size == 0:
+        return GRIDS[kind][0]
+    costs = [float(np.mean(family_nll(kind, p, x, mu, var, ceiling))) for p in GRIDS[kind]]
+    return GRIDS[kind][int(np.argmin(costs))]
+
+
+def validation_rows(det: VAEDetector, X_train: Any) -> Any:
+    """The rows ``fit`` held out for early stopping and calibration (as ``fraudvae.fitting`` splits them)."""
+    n = len(X_train)
+    perm = np.random.default_rng(det.seed_).permutation(n)
+    n_val = round(det.validation_fraction * n)
+    idx = perm if n_val < MIN_SPLIT_ROWS or n - n_val < MIN_SPLIT_ROWS else perm[:n_val]
+    if len(idx) != det.n_validation_rows_:
+        raise RuntimeError(f"re-derived {len(idx)} validation rows; the fit held out {det.n_validation_rows_}")
+    return X_train.iloc[np.sort(idx)].reset_index(drop=True)
+
+
+def _module(det: VAEDetector) -> fv_model.TabularVAE:
+    backend = det.engine_.backend
+    if not isinstance(backend, NetworkBackend):
+        raise TypeError(f"scoring-time variants re-score a network; got {type(backend).__name__}")
+    return backend.module
+
+
+def _decoded(det: VAEDetector, frame: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
+    """Standardized values, observed mask, the decoder's mean and variance at the posterior mean, the clean frame."""
+    prepared = det.engine_.prepare(frame, errors="raise", warn_extra=False)
+    e, module = prepared.enc, _module(det)
+    x = Inputs(
+        torch.from_numpy(e.num.astype(np.float32)),
+        torch.from_numpy(e.num_obs.astype(np.float32)),
+        torch.from_numpy(e.bin.astype(np.float32)),
+        torch.from_numpy(e.cat),
+    )
+    with torch.no_grad():
+        mu, _ = module.encode(x)
+        out = module.decode(mu)
+    return e.num, e.num_obs, out.num_mu.double().numpy(), out.num_logvar.double().exp().numpy(), prepared.clean
+
+
+def scoring_time_deltas(
+    det: VAEDetector, X_train: Any, X_test: Any, variants: list[str]
+) -> dict[str, tuple[np.ndarray, int]]:
+    """Per variant, what it adds to each test row's score, and how many numeric features it changes."""
+    module = _module(det)
+    with torch.no_grad():
+        ceiling = (torch.exp(module.num_logvar_base) + module.num_min_variance).double().numpy()
+    xt, ot, mut, vart, clean = _decoded(det, X_test)
+    base = gaussian(xt, mut, vart) * ot
+    out: dict[str, tuple[np.ndarray, int]] = {}
+    if any(v in VALIDATION_CHOSEN for v in variants):
+        xv, ov, muv, varv, _ = _decoded(det, validation_rows(det, X_train))
+    for variant in variants:
+        if variant == "own_default":  # the fit itself, unchanged: the baseline on this machine
+            out[variant] = (np.zeros(len(xt)), 0)
+            continue
+        if variant == "jacobian":
+            pre = det.engine_.preprocessor
+            logged = [n for n in pre.num_features if pre.stats[n]["transform"] == "log1p"]
+            extra = np.zeros(len(xt))
+            for n in logged:
+                v = clean[n].to_numpy(dtype=np.float64) - pre.stats[n]["shift"]
+                extra += np.nan_to_num(np.log1p(np.abs(v)), nan=0.0)
+            out[variant] = (extra, len(logged))
+            continue
+        if variant.startswith("scap"):
+            kind, params = "cap", [float(variant[len("scap") :])] * xt.shape[1]
+        else:
+            kind = variant[len("val_") :]
+            params = [
+                choose(kind, xv[ov[:, j] > 0, j], muv[ov[:, j] > 0, j], varv[ov[:, j] > 0, j], float(ceiling[j]))
+                for j in range(xv.shape[1])
+            ]
+        new = (
+            np.column_stack(
+                [family_nll(kind, p, xt[:, j], mut[:, j], vart[:, j], ceiling[j]) for j, p in enumerate(params)]
+            )
+            if params
+            else np.zeros_like(base)
+        )
+        out[variant] = ((new * ot - base).sum(axis=1), sum(p != GRIDS[kind][0] for p in params))
+    return out
+
+
 def _done() -> dict[tuple[str, str, int], dict[str, Any]]:
     rows = [json.loads(line) for line in OUT.read_text().splitlines() if line.strip()] if OUT.exists() else []
     return {(r["variant"], r["name"], r["seed"]): r for r in rows}
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> list[float]:
+    score = np.nan_to_num(score, nan=0.0, posinf=1e300)
+    return [float(roc_auc_score(y, score)), float(average_precision_score(y, score))]
+
+
+def _fit_rows(variant: str, name: str, s: protocol.Split) -> list[dict[str, Any]]:
+    """The row of one fitted variant: its own fits (``ensembleN`` averages ``N`` of them)."""
+    started = time.perf_counter()
+    members = int(variant[len("ensemble") :]) if variant.startswith("ensemble") else 1
+    with _patched(variant):
+        # Member 0 is the default's own fit (or model_seedK's); the others differ only in their seed.
+        dets = [
+            VAEDetector(random_state=s.seed + _seed_offset(variant) + 1000 * i, **_params(variant)).fit(s.X_train)
+            for i in range(members)
+        ]
+        row: dict[str, Any] = {"variant": variant, "name": name, "seed": s.seed, "fit_s": time.perf_counter() - started}
+        for scoring in ("elbo", "reconstruction"):
+            row[scoring] = _auc(s.y_test, np.mean([d.anomaly_score(s.X_test, scoring=scoring) for d in dets], axis=0))
+    return [row]
+
+
+def _rescored_rows(variants: list[str], name: str, s: protocol.Split) -> list[dict[str, Any]]:
+    """The rows of scoring-time variants: one default fit, re-scored by each."""
+    started = time.perf_counter()
+    det = VAEDetector(random_state=s.seed).fit(s.X_train)
+    fit_s = time.perf_counter() - started
+    scores = {scoring: det.anomaly_score(s.X_test, scoring=scoring) for scoring in ("elbo", "reconstruction")}
+    rows = []
+    for variant, (delta, changed) in scoring_time_deltas(det, s.X_train, s.X_test, variants).items():
+        row: dict[str, Any] = {"variant": variant, "name": name, "seed": s.seed, "fit_s": fit_s, "changed": changed}
+        row["n_numeric"] = len(det.engine_.preprocessor.num_features)
+        for scoring, score in scores.items():
+            row[scoring] = _auc(s.y_test, score + delta)
+        rows.append(row)
+    return rows
 
 
 def run(variants: list[str], seeds: list[int], names: list[str]) -> None:
@@ -144,30 +343,17 @@ def run(variants: list[str], seeds: list[int], names: list[str]) -> None:
             X, y = protocol.load(name)
             for seed in seeds:
                 s = protocol.split(name, X, y, seed)
-                for variant in variants:
-                    if (variant, name, seed) in done:
-                        continue
-                    started = time.perf_counter()
-                    members = int(variant[len("ensemble") :]) if variant.startswith("ensemble") else 1
-                    with _patched(variant):
-                        # Member 0 is the default's own fit; the others differ only in their seed.
-                        dets = [
-                            VAEDetector(random_state=seed + 1000 * i, **_params(variant)).fit(s.X_train)
-                            for i in range(members)
-                        ]
-                        fit_s = time.perf_counter() - started
-                        row: dict[str, Any] = {"variant": variant, "name": name, "seed": seed, "fit_s": fit_s}
-                        for scoring in ("elbo", "reconstruction"):
-                            score = np.mean([d.anomaly_score(s.X_test, scoring=scoring) for d in dets], axis=0)
-                            score = np.nan_to_num(score, nan=0.0, posinf=1e300)
-                            row[scoring] = [
-                                float(roc_auc_score(s.y_test, score)),
-                                float(average_precision_score(s.y_test, score)),
-                            ]
+                todo = [v for v in variants if (v, name, seed) not in done]
+                rescored = [v for v in todo if _scoring_time(v)]
+                rows = _rescored_rows(rescored, name, s) if rescored else []
+                for variant in todo:
+                    if not _scoring_time(variant):
+                        rows += _fit_rows(variant, name, s)
+                for row in rows:
                     print(json.dumps(row), flush=True)
                     out.write(json.dumps(row) + "\n")
                     out.flush()
-                    done[(variant, name, seed)] = row
+                    done[(row["variant"], name, seed)] = row
 
 
 def report(variants: list[str], seeds: list[int]) -> str:
@@ -227,22 +413,83 @@ def report(variants: list[str], seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Five model seeds on the same rows (``model_seed0`` is the default's own fit, re-run on this machine).
+MODEL_SEEDS = [f"model_seed{k}" for k in range(5)]
+SPREAD = ROOT / "benchmarks" / "results" / "seed_spread.json"
+
+
+def model_seed_report(seed: int = 0) -> str:
+    """Per file: AUROC range over five model seeds on one draw of rows, beside the range over five draws.
+
+    The protocol's seed draws the rows and seeds the model at once
+    (``benchmarks/seed_spread.py``); holding the rows fixed isolates what the detector's own
+    randomness moves.
+    """
+    done = _done()
+    spread = json.loads(SPREAD.read_text())["files"] if SPREAD.exists() else {}
+    names = [n for n in [*protocol.ADBENCH_ALL, *protocol.CSV_SETS] if all((v, n, seed) in done for v in MODEL_SEEDS)]
+    if not names:
+        return f"No file has {MODEL_SEEDS} at seed {seed} yet.\n"
+    lines = [
+        f"Rows of protocol seed {seed}; the default detector with `random_state` {seed} + 1000 k for k = 0-4, all "
+        "fitted in one run on one machine. Beside it, the range over protocol seeds 0-4 (rows and model seed "
+        "drawn together, `benchmarks/seed_spread.py`).",
+        "",
+        "| file | AUROC over 5 model seeds, min-max | range | AUPRC min-max | range over 5 row draws |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    model_ranges, row_ranges = [], []
+    for n in names:
+        pairs = [tuple(done[(v, n, seed)]["elbo"]) for v in MODEL_SEEDS]
+        a, p = np.array([q[0] for q in pairs]), np.array([q[1] for q in pairs])
+        rows = [spread[n][k]["fraudvae"] for k in sorted(spread[n])] if n in spread else []
+        model_ranges.append(float(np.ptp(a)))
+        row_range = f"{np.ptp(rows):.3f}" if rows else "n/a"
+        if rows:
+            row_ranges.append(float(np.ptp(rows)))
+        lines.append(
+            f"| {n} | {a.min():.3f}-{a.max():.3f} | {np.ptp(a):.3f} | {p.min():.3f}-{p.max():.3f} | {row_range} |"
+        )
+    lines.append(
+        f"| **mean over {len(names)} files** | | **{np.mean(model_ranges):.3f}** | | "
+        f"**{np.mean(row_ranges) if row_ranges else float('nan'):.3f}** |"
+    )
+    return "\n".join(lines) + "\n"
+
+
 #: The variants measured on every shared file at seed 0 (BENCHMARKS.md).
 VARIANTS = "cap2.3,ensemble2,homoscedastic,student_t4,student_t20,free_bits0.5,beta0.5"
 
 
-def section(variants: list[str]) -> str:
-    """Seed 0 for every variant; seeds 0-2 for those that have them on every file; then the rest on their files."""
+#: The scoring-time variants, measured on every shared file at seeds 0-2.
+SCORING_VARIANTS = "own_default,val_mixture,val_cap,val_student_t,scap2.3,scap4.6,jacobian"
+
+
+def section(variants: list[str], rescored: list[str]) -> str:
+    """Seed 0 for every fitted variant; seeds 0-2 for those that have them on every file; the
+    scoring-time variants; then the rest on their files; then the model-seed spread."""
     done = _done()
     names = [*protocol.ADBENCH_ALL, *protocol.CSV_SETS]
-    three = [v for v in variants if all((v, n, s) in done for n in names for s in (0, 1, 2))]
+
+    def on_every_file(vs: list[str]) -> list[str]:
+        return [v for v in vs if all((v, n, s) in done for n in names for s in (0, 1, 2))]
+
     parts = [report(variants, [0])]
-    if three:
+    if three := on_every_file(variants):
         parts += ["", report(three, [0, 1, 2])]
-    partial = sorted({v for (v, _, s) in done if s == 0} - set(variants))
+    if rescored_three := on_every_file(rescored):
+        parts += [
+            "",
+            "Scoring-time variants, each re-scoring the default's own fit:",
+            "",
+            report(rescored_three, [0, 1, 2]),
+        ]
+    partial = sorted({v for (v, _, s) in done if s == 0} - set(variants) - set(rescored) - set(MODEL_SEEDS))
     if partial:
         parts += ["", "Variants measured on some files only (seed 0), on the files they share:", ""]
         parts += [report(partial, [0])]
+    if any(v in MODEL_SEEDS for (v, _, _) in done):
+        parts += ["", "The model's own randomness, rows held fixed:", "", model_seed_report(0)]
     return "\n".join(parts)
 
 
@@ -256,11 +503,12 @@ def main() -> int:
     unknown = [v for v in variants if not _known(v)]
     if unknown:
         parser.error(
-            f"unknown variant(s) {unknown}; expected capC, floorM, student_tNU, ensembleN (numbers > 0), "
-            "homoscedastic, free_bits0.5 or beta0.5"
+            f"unknown variant(s) {unknown}; expected capC, floorM, student_tNU, scapC, ensembleN, model_seedK "
+            "(numbers > 0), homoscedastic, free_bits0.5, beta0.5, val_mixture, val_cap, val_student_t or jacobian"
         )
     run(variants, [int(s) for s in args.seeds.split(",")], args.files.split(","))
-    text = section(variants)
+    # The whole section, whatever this run added to it.
+    text = section(VARIANTS.split(","), SCORING_VARIANTS.split(","))
     print(text)
     replace_section(ROOT / "BENCHMARKS.md", "likelihood_probe", text)
     return 0

@@ -6,10 +6,21 @@ to fit the default silently, and a patch left behind would change every later fi
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from benchmarks.likelihood_probe import _known, _patched
-from fraudvae import losses, model, preprocessing
+from benchmarks.likelihood_probe import (
+    GRIDS,
+    _known,
+    _patched,
+    choose,
+    family_nll,
+    gaussian,
+    scoring_time_deltas,
+    validation_rows,
+)
+from fraudvae import VAEDetector, losses, model, preprocessing
 
 
 @pytest.mark.parametrize(
@@ -31,3 +42,76 @@ def test_patches_are_undone_after_their_fits(name: str) -> None:
         during = (model.TabularVAE.heads, losses.gaussian_nll, preprocessing.Preprocessor.__init__)
     assert during != before  # the variant is in force inside
     assert (model.TabularVAE.heads, losses.gaussian_nll, preprocessing.Preprocessor.__init__) == before
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["val_mixture", "val_cap", "val_student_t", "scap2.3", "jacobian", "own_default", "model_seed0", "model_seed4"],
+)
+def test_scoring_time_and_model_seed_variants_are_accepted(name: str) -> None:
+    assert _known(name)
+
+
+@pytest.mark.parametrize("name", ["model_seed", "model_seed1.5", "model_seed-1", "scap", "scapx", "val_bogus", "val_"])
+def test_malformed_scoring_time_and_model_seed_names_are_refused(name: str) -> None:
+    assert not _known(name)
+
+
+def _decoder_values(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    mu = rng.normal(size=2000)
+    var = np.exp(rng.normal(-2.0, 1.0, size=2000))
+    return mu + np.sqrt(var) * rng.normal(size=2000), mu, var
+
+
+@pytest.mark.parametrize("kind", sorted(GRIDS))
+def test_each_family_starts_at_the_default_gaussian(kind: str) -> None:
+    x, mu, var = _decoder_values()
+    assert np.array_equal(family_nll(kind, GRIDS[kind][0], x, mu, var, 1.0), gaussian(x, mu, var))
+
+
+@pytest.mark.parametrize("kind", sorted(GRIDS))
+def test_validation_keeps_the_default_for_a_calibrated_decoder(kind: str) -> None:
+    """Values drawn from the decoder's own N(mu, var): no other member of the family fits them better."""
+    x, mu, var = _decoder_values()
+    assert choose(kind, x, mu, var, float(var.max())) == GRIDS[kind][0]
+
+
+@pytest.mark.parametrize("kind", sorted(GRIDS))
+def test_validation_leaves_the_default_for_an_overconfident_decoder(kind: str) -> None:
+    """One value in twenty lies 30 of the decoder's standard deviations away: the family's heavier member wins."""
+    x, mu, var = _decoder_values()
+    x[::20] = mu[::20] + 30.0 * np.sqrt(var[::20])
+    assert choose(kind, x, mu, var, float(var.max())) != GRIDS[kind][0]
+
+
+def test_the_contamination_bounds_what_one_deviation_costs() -> None:
+    x, mu, var = np.array([0.0, 1e3]), np.zeros(2), np.full(2, 1e-4)
+    w, ceiling = 0.01, 1.0
+    mixed = family_nll("mixture", w, x, mu, var, ceiling)
+    wide = gaussian(x, mu, np.full(2, ceiling))
+    assert np.all(mixed <= wide - np.log(w) + 1e-9)
+    assert np.all(mixed <= gaussian(x, mu, var) - np.log(1 - w) + 1e-9)
+
+
+def test_an_empty_validation_column_keeps_the_default() -> None:
+    empty = np.zeros(0)
+    assert choose("mixture", empty, empty, empty, 1.0) == GRIDS["mixture"][0]
+
+
+@pytest.mark.parametrize("n", [30, 400])
+def test_validation_rows_are_the_ones_the_fit_held_out(n: int) -> None:
+    """Few rows: the fit validates on its training rows; enough rows: on a tenth of them."""
+    rng = np.random.default_rng(n)
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.lognormal(size=n), "c": rng.normal(size=n)})
+    det = VAEDetector(max_epochs=2, random_state=3).fit(frame)
+    val = validation_rows(det, frame)
+    assert len(val) == det.n_validation_rows_ == (n if n < 200 else round(0.1 * n))
+    assert val.merge(frame, how="left", indicator=True)["_merge"].eq("both").all()
+    test = frame.head(25)
+    deltas = scoring_time_deltas(det, frame, test, ["own_default", "val_mixture", "scap2.3", "jacobian"])
+    for variant, (delta, changed) in deltas.items():
+        assert delta.shape == (len(test),) and np.all(np.isfinite(delta)), variant
+        assert changed > 0 or np.all(delta == 0.0), variant
+    assert deltas["scap2.3"][1] == 3  # every numeric feature
+    assert np.all(deltas["own_default"][0] == 0.0)
