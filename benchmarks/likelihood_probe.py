@@ -27,6 +27,12 @@ script measures what changes to the numeric likelihood buy, fitted like the defa
   model's own randomness (initialisation, batches, its validation split) and how much the
   protocol's draw of rows.
 
+- ``best_ofK``: ``K`` initialisations (``random_state = seed + 1000 * k``) on the split of
+  ``seed`` (held fixed), the one with the lowest validation negative ELBO kept, the way
+  scikit-learn's ``GaussianMixture(n_init=K)`` keeps its best bound; initialisation 0 is the
+  default's own fit. Its row also records every initialisation's figures and validation
+  loss, and the mean score of all ``K`` (an ensemble at ``K`` times the scoring cost).
+
 Scoring-time variants change no fit: they re-score the default's own fit (one fit per file
 and seed serves them all) with another numeric likelihood built on the same decoder outputs
 at the posterior mean, so they say whether the trained decoder's per-row variances can be
@@ -72,6 +78,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import detection, protocol
 from benchmarks.markdown import replace_section
 from fraudvae import VAEDetector
+from fraudvae import fitting as fv_fitting
 from fraudvae import losses as fv_losses
 from fraudvae import model as fv_model
 from fraudvae import preprocessing as fv_pre
@@ -140,6 +147,8 @@ def _known(variant: str) -> bool:
         return variant[len("ensemble") :].isdigit() and int(variant[len("ensemble") :]) > 0
     if variant.startswith("model_seed"):
         return variant[len("model_seed") :].isdigit()
+    if variant.startswith("best_of"):
+        return variant[len("best_of") :].isdigit() and int(variant[len("best_of") :]) > 1
     for prefix in ("floor", "cap", "student_t", "scap"):
         if variant.startswith(prefix):
             try:
@@ -216,10 +225,14 @@ def choose(kind: str, x: np.ndarray, mu: np.ndarray, var: np.ndarray, ceiling: f
     return GRIDS[kind][int(np.argmin(costs))]
 
 
-def validation_rows(det: VAEDetector, X_train: Any) -> Any:
-    """The rows ``fit`` held out for early stopping and calibration (as ``fraudvae.fitting`` splits them)."""
+def validation_rows(det: VAEDetector, X_train: Any, split_seed: int | None = None) -> Any:
+    """The rows ``fit`` held out for early stopping and calibration (as ``fraudvae.fitting`` splits them).
+
+    ``split_seed``: the seed the split was drawn with when it was not the detector's own
+    (:func:`_split_of`).
+    """
     n = len(X_train)
-    perm = np.random.default_rng(det.seed_).permutation(n)
+    perm = np.random.default_rng(det.seed_ if split_seed is None else split_seed).permutation(n)
     n_val = round(det.validation_fraction * n)
     idx = perm if n_val < MIN_SPLIT_ROWS or n - n_val < MIN_SPLIT_ROWS else perm[:n_val]
     if len(idx) != det.n_validation_rows_:
@@ -320,6 +333,93 @@ def _fit_rows(variant: str, name: str, s: protocol.Split) -> list[dict[str, Any]
     return [row]
 
 
+class _PinnedRandom:
+    """``numpy.random`` whose ``default_rng`` ignores its seed and uses one pinned seed."""
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+
+    def default_rng(self, _seed: Any = None) -> np.random.Generator:
+        return np.random.default_rng(self._seed)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np.random, name)
+
+
+class _PinnedNumpy:
+    """``numpy`` as ``fraudvae.fitting`` sees it inside :func:`_split_of` (it draws the split with ``default_rng``)."""
+
+    def __init__(self, seed: int) -> None:
+        self.random = _PinnedRandom(seed)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+
+@contextlib.contextmanager
+def _split_of(seed: int) -> Iterator[None]:
+    """Fits inside draw their validation split from ``seed`` whatever their ``random_state``."""
+    saved = fv_fitting.np
+    fv_fitting.np = _PinnedNumpy(seed)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        fv_fitting.np = saved
+
+
+def _best_of_rows(variant: str, name: str, s: protocol.Split) -> list[dict[str, Any]]:
+    """``best_ofK``: ``K`` initialisations on one split, the lowest validation loss kept."""
+    started = time.perf_counter()
+    inits, scores = [], []
+    for k in range(int(variant[len("best_of") :])):
+        with _split_of(s.seed):
+            det = VAEDetector(random_state=s.seed + 1000 * k).fit(s.X_train)
+        val = float(np.mean(det.anomaly_score(validation_rows(det, s.X_train, split_seed=s.seed))))
+        score = det.anomaly_score(s.X_test)
+        inits.append([*_auc(s.y_test, score), val])
+        scores.append((score, det.anomaly_score(s.X_test, scoring="reconstruction")))
+    best = min(range(len(inits)), key=lambda k: inits[k][2])  # ties: the lower k
+    row: dict[str, Any] = {"variant": variant, "name": name, "seed": s.seed, "fit_s": time.perf_counter() - started}
+    row["elbo"], row["reconstruction"] = inits[best][:2], _auc(s.y_test, scores[best][1])
+    row["chosen"], row["inits"] = best, inits
+    row["ensemble"] = _auc(s.y_test, np.mean([sc for sc, _ in scores], axis=0))
+    return [row]
+
+
+def best_of_report(variant: str, seeds: list[int]) -> str:
+    """Means over the files ``variant`` has at every seed: one initialisation, their average, the one kept, ..."""
+    done = _done()
+    names = [n for n in [*protocol.ADBENCH_ALL, *protocol.CSV_SETS] if all((variant, n, s) in done for s in seeds)]
+    if not names:
+        return f"No file has {variant} at seeds {seeds} yet.\n"
+    ways: dict[str, Callable[[dict[str, Any]], list[float]]] = {
+        "initialisation 0 (the default's fit)": lambda r: r["inits"][0][:2],
+        "an initialisation, on average": lambda r: list(np.mean([i[:2] for i in r["inits"]], axis=0)),
+        "the lowest validation loss (kept)": lambda r: r["elbo"],
+        "the mean score of all (ensemble)": lambda r: r["ensemble"],
+        "the best test AUROC (an oracle)": lambda r: max(r["inits"], key=lambda i: i[0])[:2],
+    }
+    groups = [
+        (label, [n for n in names if n in members])
+        for label, members in (("ADBench", protocol.ADBENCH_ALL), ("fraud CSVs", list(protocol.CSV_SETS)))
+    ]
+    head = " | ".join(f"{len(g)} {label}, AUROC / AUPRC" for label, g in groups if g)
+    lines = [
+        f"`{variant}`, seeds {', '.join(map(str, seeds))}: means over files and seeds.",
+        "",
+        f"| score of | {head} |",
+        "|---|" + "---:|" * sum(1 for _, g in groups if g),
+    ]
+    for way, get in ways.items():
+        cells = []
+        for _, g in groups:
+            if g:
+                pairs = [get(done[(variant, n, s)]) for n in g for s in seeds]
+                cells.append(f"{np.mean([p[0] for p in pairs]):.3f} / {np.mean([p[1] for p in pairs]):.3f}")
+        lines.append(f"| {way} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _rescored_rows(variants: list[str], name: str, s: protocol.Split) -> list[dict[str, Any]]:
     """The rows of scoring-time variants: one default fit, re-scored by each."""
     started = time.perf_counter()
@@ -347,7 +447,9 @@ def run(variants: list[str], seeds: list[int], names: list[str]) -> None:
                 rescored = [v for v in todo if _scoring_time(v)]
                 rows = _rescored_rows(rescored, name, s) if rescored else []
                 for variant in todo:
-                    if not _scoring_time(variant):
+                    if variant.startswith("best_of"):
+                        rows += _best_of_rows(variant, name, s)
+                    elif not _scoring_time(variant):
                         rows += _fit_rows(variant, name, s)
                 for row in rows:
                     print(json.dumps(row), flush=True)
@@ -484,10 +586,16 @@ def section(variants: list[str], rescored: list[str]) -> str:
             "",
             report(rescored_three, [0, 1, 2]),
         ]
-    partial = sorted({v for (v, _, s) in done if s == 0} - set(variants) - set(rescored) - set(MODEL_SEEDS))
+    best_of = sorted({v for (v, _, _) in done if v.startswith("best_of")})
+    partial = sorted(
+        {v for (v, _, s) in done if s == 0} - set(variants) - set(rescored) - set(MODEL_SEEDS) - set(best_of)
+    )
     if partial:
         parts += ["", "Variants measured on some files only (seed 0), on the files they share:", ""]
         parts += [report(partial, [0])]
+    for v in best_of:
+        seeds = [s for s in (0, 1, 2) if any((v, n, s) in done for n in names)]
+        parts += ["", "Several initialisations on one split:", "", best_of_report(v, seeds)]
     if any(v in MODEL_SEEDS for (v, _, _) in done):
         parts += ["", "The model's own randomness, rows held fixed:", "", model_seed_report(0)]
     return "\n".join(parts)
@@ -504,7 +612,7 @@ def main() -> int:
     if unknown:
         parser.error(
             f"unknown variant(s) {unknown}; expected capC, floorM, student_tNU, scapC, ensembleN, model_seedK "
-            "(numbers > 0), homoscedastic, free_bits0.5, beta0.5, val_mixture, val_cap, val_student_t or jacobian"
+            "(numbers > 0), best_ofK (K > 1), homoscedastic, free_bits0.5, beta0.5, val_mixture, val_cap, val_student_t or jacobian"
         )
     run(variants, [int(s) for s in args.seeds.split(",")], args.files.split(","))
     # The whole section, whatever this run added to it.

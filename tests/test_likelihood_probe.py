@@ -14,13 +14,14 @@ from benchmarks.likelihood_probe import (
     GRIDS,
     _known,
     _patched,
+    _split_of,
     choose,
     family_nll,
     gaussian,
     scoring_time_deltas,
     validation_rows,
 )
-from fraudvae import VAEDetector, losses, model, preprocessing
+from fraudvae import VAEDetector, fitting, losses, model, preprocessing
 
 
 @pytest.mark.parametrize(
@@ -115,3 +116,30 @@ def test_validation_rows_are_the_ones_the_fit_held_out(n: int) -> None:
         assert changed > 0 or np.all(delta == 0.0), variant
     assert deltas["scap2.3"][1] == 3  # every numeric feature
     assert np.all(deltas["own_default"][0] == 0.0)
+
+
+@pytest.mark.parametrize(
+    "name, known", [("best_of5", True), ("best_of2", True), ("best_of1", False), ("best_of", False)]
+)
+def test_best_of_needs_two_initialisations_or_more(name: str, known: bool) -> None:
+    assert _known(name) is known
+
+
+def test_fits_inside_split_of_share_one_validation_split_and_the_patch_is_undone() -> None:
+    """Initialisations compared by validation loss must be scored on the same rows."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    before = fitting.np
+    with _split_of(7):
+        dets = [VAEDetector(max_epochs=2, random_state=seed).fit(frame) for seed in (7, 1007)]
+    assert fitting.np is before
+    for det in dets:
+        val = validation_rows(det, frame, split_seed=7)
+        reference = det.calibration_["plans"]["elbo"]["reference_scores"]
+        assert np.allclose(np.sort(det.anomaly_score(val)), np.sort(reference))
+    # Outside the patch the second seed draws its own split: other rows, other reference scores.
+    own = VAEDetector(max_epochs=2, random_state=1007).fit(frame)
+    assert not np.allclose(
+        np.sort(own.anomaly_score(validation_rows(dets[1], frame, split_seed=7))),
+        np.sort(own.calibration_["plans"]["elbo"]["reference_scores"]),
+    )
