@@ -23,10 +23,9 @@ script measures what changes to the numeric likelihood buy, fitted like the defa
   VAE likelihood scores, at ``N`` times the fit and scoring cost.
 - ``free_bits0.5``, ``beta0.5``: parameters of the default detector.
 - ``model_seedK``: the default detector with ``random_state = seed + 1000 * K`` on the same
-  rows: with ``K = 1..4`` beside the default's own fit, how much of the seed spread is the
-  model's own randomness (initialisation, batches, its validation split) and how much the
-  protocol's draw of rows.
-
+  rows (``model_seed0`` is the default's own fit, re-run here): with ``K = 0..4``, how much
+  of the seed spread is the model's own randomness (initialisation, batches, its validation
+  split) and how much the protocol's draw of rows.
 - ``best_ofK``: ``K`` initialisations (``random_state = seed + 1000 * k``) on the split of
   ``seed`` (held fixed), the one with the lowest validation negative ELBO kept, the way
   scikit-learn's ``GaussianMixture(n_init=K)`` keeps its best bound; initialisation 0 is the
@@ -43,6 +42,8 @@ corrected after the fact:
   Student-t of ``nu`` degrees of freedom, its parameter chosen from a grid that includes the
   default (``w = 0``, ``C = inf``, ``nu = inf``) by the mean negative log-likelihood of the
   fit's own validation rows: label-free, one choice per column.
+- ``own_default``: the fit unchanged, the baseline of the machine the run is on (fits differ
+  between CPU types; the detection table's may come from another machine).
 - ``scapC``: the cap ``var >= exp(-C) * ceiling`` on every numeric feature, at scoring only.
 - ``jacobian``: the likelihood in the user's units, ``+ log(1 + |x - shift|)`` for the
   columns the preprocessor log-transforms (their density in the transformed units is what
@@ -54,7 +55,10 @@ detector of ``benchmarks/detection.py``'s state (the same fits) to BENCHMARKS.md
 
 Run:  .venv/bin/python benchmarks/likelihood_probe.py            (every variant, seed 0)
       .venv/bin/python benchmarks/likelihood_probe.py --variants cap2.3 --seeds 1,2
-      .venv/bin/python benchmarks/likelihood_probe.py --variants val_mixture,val_cap,scap2.3 --seeds 0,1,2
+      .venv/bin/python benchmarks/likelihood_probe.py --variants own_default,val_mixture,scap2.3 --seeds 0,1,2
+      .venv/bin/python benchmarks/likelihood_probe.py --variants model_seed0,model_seed1,model_seed2
+      .venv/bin/python benchmarks/likelihood_probe.py --variants best_of5 --seeds 0,1
+Every run rewrites the whole BENCHMARKS.md section from the results file.
 """
 
 from __future__ import annotations
