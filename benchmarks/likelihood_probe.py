@@ -107,6 +107,11 @@ def _heads_with(logvar_of: Callable[[fv_model.TabularVAE, torch.Tensor], torch.T
     return heads
 
 
+def _student_t_const(nu: float) -> float:
+    """The Student-t's log-normaliser (of ``nu`` degrees of freedom, unit scale), as an NLL term."""
+    return math.lgamma(nu / 2) - math.lgamma((nu + 1) / 2) + 0.5 * math.log(nu * math.pi)
+
+
 @contextlib.contextmanager
 def _patched(variant: str) -> Iterator[None]:
     saved_heads, saved_nll, saved_init = fv_model.TabularVAE.heads, fv_losses.gaussian_nll, fv_pre.Preprocessor.__init__
@@ -130,7 +135,7 @@ def _patched(variant: str) -> Iterator[None]:
             )
         elif variant.startswith("student_t"):
             nu = float(variant[len("student_t") :])
-            const = math.lgamma(nu / 2) - math.lgamma((nu + 1) / 2) + 0.5 * math.log(nu * math.pi)
+            const = _student_t_const(nu)
 
             def t_nll(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
                 return const + 0.5 * logvar + 0.5 * (nu + 1) * torch.log1p((x - mu) ** 2 * torch.exp(-logvar) / nu)
@@ -145,7 +150,7 @@ def _patched(variant: str) -> Iterator[None]:
 
 def _known(variant: str) -> bool:
     """A name this script can fit: a typo must not silently fit the default."""
-    if variant in ("homoscedastic", "free_bits0.5", "beta0.5", *VALIDATION_CHOSEN, "jacobian", "own_default"):
+    if variant in ("homoscedastic", "free_bits0.5", "beta0.5", *RESCORED_NAMES):
         return True
     if variant.startswith("ensemble"):
         return variant[len("ensemble") :].isdigit() and int(variant[len("ensemble") :]) > 0
@@ -172,6 +177,8 @@ def _params(variant: str) -> dict[str, Any]:
 
 #: Scoring-time variants whose parameter each numeric feature takes from the fit's validation rows.
 VALIDATION_CHOSEN = ("val_mixture", "val_cap", "val_student_t")
+#: Every scoring-time variant with a fixed name (``scapC`` carries a number).
+RESCORED_NAMES = (*VALIDATION_CHOSEN, "jacobian", "own_default")
 #: The grids they choose from; the first value of each is the default decoder's own likelihood.
 GRIDS: dict[str, tuple[float, ...]] = {
     "mixture": (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.2, 0.4),
@@ -182,7 +189,7 @@ GRIDS: dict[str, tuple[float, ...]] = {
 
 def _scoring_time(variant: str) -> bool:
     """Re-scores the default's own fit rather than fitting anew."""
-    return variant in (*VALIDATION_CHOSEN, "jacobian", "own_default") or variant.startswith("scap")
+    return variant in RESCORED_NAMES or variant.startswith("scap")
 
 
 def _seed_offset(variant: str) -> int:
@@ -213,7 +220,7 @@ def family_nll(
     if kind == "student_t":
         if math.isinf(p):
             return gaussian(x, mu, var)
-        const = math.lgamma(p / 2) - math.lgamma((p + 1) / 2) + 0.5 * math.log(p * math.pi)
+        const = _student_t_const(p)
         return const + 0.5 * np.log(var) + 0.5 * (p + 1) * np.log1p((x - mu) ** 2 / var / p)
     raise ValueError(f"unknown family {kind!r}; expected one of {sorted(GRIDS)}")
 
