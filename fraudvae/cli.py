@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fraudvae._version import __version__
-from fraudvae.console import EpochProgress, say
+from fraudvae.console import EpochProgress, describe_goal, describe_inits, say
 from fraudvae.exceptions import ConfigurationError, FraudVAEError
 from fraudvae.threads import ENV_VAR
 
@@ -39,6 +39,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         params["n_score_samples"] = args.score_samples
     if args.prior_components is not None:
         params["prior_components"] = args.prior_components
+    if args.n_init is not None:
+        params["n_init"] = args.n_init
     if args.column_types:
         params["column_types"] = _pairs(args.column_types, "--column-types")
     try:
@@ -64,8 +66,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cal = s["calibration"]
     print(
         f"Saved model to {args.out}: fitted on {s['n_fit_rows']} normal rows in {s['fit_seconds']:.1f}s, "
-        f"threshold {cal['threshold']:.4g} ({_describe_goal(cal)})."
+        f"threshold {cal['threshold']:.4g} ({describe_goal(cal)})."
     )
+    if result.detector.n_init > 1:
+        print(describe_inits(result.detector))
     if s.get("comparison"):
         best = max(s["comparison"], key=lambda r: r["auroc"])
         print(
@@ -76,18 +80,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"Next: fraudvae evaluate --model {args.out} --data {args.data} --label-column {args.label_column} --out REPORT_DIR"
         )
     return 0
-
-
-def _describe_goal(cal: dict[str, Any]) -> str:
-    r = cal["realized"]
-    names = {"target_fpr": "false-positive rate", "target_precision": "precision", "target_recall": "recall"}
-    parts = [f"target {names.get(k, k)} {v}" for k, v in cal["goal"].items() if k.startswith("target")]
-    if cal["goal"].get("objective") == "best_f1":
-        parts.append("best F1 on the calibration rows")
-    parts.append(f"realized FPR {r['false_positive_rate']:.4f} on {r['n_normal']} held-out normal rows")
-    if "precision" in r:
-        parts.append(f"precision {r['precision']:.3f}, recall {r['recall']:.3f}")
-    return "; ".join(parts)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -275,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="draws of z per ELBO/IWAE score (default: the ELBO at the posterior mean, 16 draws for IWAE)",
     )
     p.add_argument("--prior-components", type=int, help="Gaussians in the learned prior (default 16; 0: N(0, I))")
+    p.add_argument(
+        "--n-init",
+        type=int,
+        help="initialisations to train, the lowest validation loss kept (default 1; each one is a whole fit)",
+    )
     p.add_argument(
         "--seed", type=int, default=0, help="random seed for the split, the weights and the scores (default 0)"
     )

@@ -63,6 +63,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     validation_fraction, target_fpr : float
         Share of the normal rows held out for early stopping and calibration; the
         false-positive rate the thresholds are calibrated to at ``fit``.
+    n_init : int
+        Fits from seeds ``random_state + 1000 k`` on one split, the best validation loss kept.
     column_types, max_categories, min_category_count
         Kind per column overriding inference; vocabulary cap per categorical column; how
         often a value must occur to get its own category (rarer ones share ``<other>``).
@@ -93,6 +95,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         patience: int = 10,
         noise_std: float = 0.1,
         validation_fraction: float = 0.1,
+        n_init: int = 1,
         n_score_samples: int | None = None,
         target_fpr: float = 0.01,
         column_types: Mapping[str, str] | None = None,
@@ -118,6 +121,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.patience = patience
         self.noise_std = noise_std
         self.validation_fraction = validation_fraction
+        self.n_init = n_init
         self.n_score_samples = n_score_samples
         self.target_fpr = target_fpr
         self.column_types = column_types
@@ -195,6 +199,8 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.engine_, self.schema_, self.preprocessor_ = fitted.engine, fitted.engine.schema, fitted.engine.preprocessor
         self.seed_, self.architecture_, self.history_ = fitted.seed, fitted.architecture, fitted.history
         self.n_train_rows_, self.n_validation_rows_ = fitted.n_train_rows, fitted.n_validation_rows
+        self.init_seeds_, self.best_init_ = [i.seed for i in fitted.inits], fitted.best_init
+        self.init_validation_losses_ = [i.validation_loss for i in fitted.inits]
         if fitted.train_config is not None:
             self.train_config_ = fitted.train_config
 
@@ -389,6 +395,11 @@ def _check_params(det: VAEDetector) -> None:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
         raise ConfigurationError(
             f"prior_components={k!r} is invalid; expected a whole number >= 0 (0: the standard normal prior)."
+        )
+    n = det.n_init
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ConfigurationError(
+            f"n_init={n!r} is invalid; expected a whole number >= 1 (1: one fit; k: the best of k initialisations)."
         )
     if det.latent_dim is not None and int(det.latent_dim) < 1:
         raise ConfigurationError(f"latent_dim={det.latent_dim!r} is invalid; expected a positive integer or None.")

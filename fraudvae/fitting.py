@@ -7,15 +7,17 @@ backend, and calibrate every scoring plan on the validation rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from fraudvae.backends import backend_for
+from fraudvae.backends import FitResult, backend_for
 from fraudvae.engine import Engine, PreparedRows
 from fraudvae.exceptions import InsufficientDataError
 from fraudvae.inference import check_training_frame, infer_schema
@@ -23,11 +25,30 @@ from fraudvae.plan import ScoringPlan
 from fraudvae.preprocessing import Preprocessor
 from fraudvae.training import EpochLog
 
-__all__ = ["MIN_ROWS", "Fitted", "calibrated_plans", "fit_engine"]
+__all__ = [
+    "INIT_SEED_STRIDE",
+    "MIN_ROWS",
+    "Fitted",
+    "Init",
+    "best_init",
+    "calibrated_plans",
+    "fit_engine",
+    "validation_loss",
+]
 
 MIN_ROWS = 10
 #: Fewest validation (and training) rows worth holding out; fewer share the training rows.
 MIN_SPLIT_ROWS = 20
+#: Initialisation ``k`` of ``n_init`` trains from seed ``seed + INIT_SEED_STRIDE * k`` (0: the seed itself).
+INIT_SEED_STRIDE = 1000
+
+
+@dataclass(frozen=True)
+class Init:
+    """One initialisation of ``n_init``: its seed and the validation loss it reached."""
+
+    seed: int
+    validation_loss: float
 
 
 @dataclass
@@ -41,6 +62,9 @@ class Fitted:
     n_validation_rows: int
     history: list[dict[str, float]]
     train_config: dict[str, Any] | None
+    #: Every initialisation trained (``n_init``), in order; ``best_init`` indexes the kept one.
+    inits: list[Init] = field(default_factory=list)
+    best_init: int = 0
 
 
 def calibrated_plans(n_score_samples: int | None) -> list[ScoringPlan]:
@@ -81,23 +105,41 @@ def fit_engine(
         train_frame, schema, max_categories=params["max_categories"], min_category_count=params["min_category_count"]
     )
 
-    def on_epoch(log: EpochLog) -> None:
-        if params["verbose"]:
-            print(f"epoch {log.epoch:4d}  train {log.train_loss:10.4f}  val {log.val_loss:10.4f}  kl {log.kl:8.4f}")
-        if epoch_callback is not None:
-            epoch_callback(log)
+    n_init = 1 if params["kind"] == "ppca" else int(params["n_init"])  # closed form: one solution
 
-    enc_val = pre.transform(val_frame)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        backend, result = backend_for(params["kind"]).fit(
-            pre, pre.transform(train_frame), enc_val, params, seed, on_epoch
-        )
+    def on_epoch_of(k: int) -> Callable[[EpochLog], None]:
+        def on_epoch(log: EpochLog) -> None:
+            log = dataclasses.replace(log, init=k, n_init=n_init)
+            if params["verbose"]:
+                init = f"init {k + 1}/{n_init}  " if n_init > 1 else ""
+                print(
+                    f"{init}epoch {log.epoch:4d}  train {log.train_loss:10.4f}  val {log.val_loss:10.4f}  "
+                    f"kl {log.kl:8.4f}"
+                )
+            if epoch_callback is not None:
+                epoch_callback(log)
+
+        return on_epoch
+
+    enc_train, enc_val = pre.transform(train_frame), pre.transform(val_frame)
+    # Already validated and encoded above: not a second pass through prepare().
+    val_rows = PreparedRows(val_frame, enc_val, {}, np.arange(len(val_frame)))
+    inits: list[Init] = []
+    candidates: list[tuple[Engine, FitResult]] = []
+    for k in range(n_init):
+        init_seed = seed + INIT_SEED_STRIDE * k
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            backend, result = backend_for(params["kind"]).fit(
+                pre, enc_train, enc_val, params, init_seed, on_epoch_of(k)
+            )
+        candidates.append((Engine(schema, pre, backend, len(train_frame)), result))
+        inits.append(Init(init_seed, validation_loss(candidates[-1][0], val_rows)))
+    best = best_init([i.validation_loss for i in inits])
+    engine, result = candidates[best]
     default = ScoringPlan.resolve(params["scoring"], params["n_score_samples"])
-    engine = Engine(schema, pre, backend, len(train_frame))
     calibration = engine.calibrate(
-        # Already validated and encoded above: not a second pass through prepare().
-        PreparedRows(val_frame, enc_val, {}, np.arange(len(val_frame))),
+        val_rows,
         calibrated_plans(params["n_score_samples"]),
         default,
         source="fit validation split",
@@ -106,9 +148,27 @@ def fit_engine(
     return Fitted(
         engine.with_calibration(calibration),
         seed,
-        backend.architecture,
+        engine.backend.architecture,
         len(train_frame),
         len(val_frame),
         result.history,
         result.train_config,
+        inits,
+        best,
     )
+
+
+def validation_loss(engine: Engine, val_rows: PreparedRows) -> float:
+    """Mean negative ELBO at the posterior mean of the validation rows: what picks an initialisation.
+
+    The early-stopping criterion, through the scoring path the model will serve with, so the
+    pick is made on the score users get (the exact negative log-likelihood for PPCA).
+    """
+    score = engine.score(val_rows, ScoringPlan("elbo", 0), sampled=False, require_calibration=False)
+    return float(np.mean(score.anomaly_score))
+
+
+def best_init(losses: Sequence[float]) -> int:
+    """The initialisation kept: the lowest validation loss; a diverged (non-finite) one never
+    wins over a finite one, and ties keep the earlier initialisation."""
+    return min(range(len(losses)), key=lambda k: (losses[k] if math.isfinite(losses[k]) else math.inf, k))

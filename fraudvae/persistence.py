@@ -6,6 +6,7 @@ Nothing is unpickled: tensors come from safetensors, everything else from JSON (
 
 from __future__ import annotations
 
+import math
 import platform
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ from fraudvae.artifact import read_artifact, write_artifact
 from fraudvae.backends import backend_for
 from fraudvae.engine import Engine
 from fraudvae.exceptions import ConfigurationError, IncompatibleArtifactError
-from fraudvae.fitting import Fitted
+from fraudvae.fitting import Fitted, Init
 from fraudvae.plan import ScoringPlan
 from fraudvae.preprocessing import Preprocessor
 from fraudvae.schema import Schema
@@ -56,6 +57,12 @@ def save_detector(det: Any, path: str, extra_documents: Mapping[str, Any] | None
         "feature_names_in": [str(c) for c in getattr(det, "feature_names_in_", [])] or None,
         "n_train_rows": det.n_train_rows_,
         "n_validation_rows": det.n_validation_rows_,
+        # JSON has no NaN: a diverged initialisation's loss is saved as null.
+        "inits": [
+            {"seed": s, "validation_loss": v if math.isfinite(v) else None}
+            for s, v in zip(det.init_seeds_, det.init_validation_losses_, strict=True)
+        ],
+        "best_init": det.best_init_,
         **extra,
     }
     versions = {
@@ -87,18 +94,33 @@ def load_detector(cls: type[D], path: str) -> D:
         params = dict(config["params"])
         params["hidden_dims"] = tuple(params["hidden_dims"])
         params.setdefault("prior_components", 0)  # saved before mixture priors: the standard normal
+        params.setdefault("n_init", 1)  # saved before n_init: one fit
         det: Any = cls(**params)
         schema = Schema.from_json(docs["schema"])
         pre = Preprocessor.from_json(schema, docs["preprocessing"])
         seed = int(config["seed"])
-        backend = backend_for(det.kind).from_state(config["architecture"], tensors, config, seed=seed, pre=pre)
+        # Saved before n_init: no list, and the one fit's seed is the detector's.
+        inits = [Init(int(i["seed"]), _loss(i["validation_loss"])) for i in config.get("inits", [])]
+        best_init = int(config.get("best_init", 0))
+        model_seed = inits[best_init].seed if inits else seed
+        backend = backend_for(det.kind).from_state(config["architecture"], tensors, config, seed=model_seed, pre=pre)
         # Before plans, a model calibrated the plan of its own scoring and n_score_samples.
         plan = ScoringPlan.resolve(det.scoring, det.n_score_samples)
         engine = Engine(schema, pre, backend, int(config["n_train_rows"]), docs["calibration"], plan)
         architecture, n_train = config["architecture"], int(config["n_train_rows"])
         history, train_config = list(docs["history"]), config.get("train_config")
         det._set_fitted(
-            Fitted(engine, seed, architecture, n_train, int(config["n_validation_rows"]), history, train_config)
+            Fitted(
+                engine,
+                seed,
+                architecture,
+                n_train,
+                int(config["n_validation_rows"]),
+                history,
+                train_config,
+                inits,
+                best_init,
+            )
         )
         det.n_features_in_ = int(config["n_features_in"])
         if config.get("feature_names_in"):
@@ -111,3 +133,7 @@ def load_detector(cls: type[D], path: str) -> D:
             f"{docs.get('versions', {}).get('fraudvae', 'unknown')}; re-save it with this version."
         ) from exc
     return det
+
+
+def _loss(value: float | None) -> float:
+    return math.nan if value is None else float(value)

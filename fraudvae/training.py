@@ -42,9 +42,13 @@ class EpochLog:
     beta: float
     seconds: float
     max_epochs: int
+    #: Which of the detector's ``n_init`` initialisations this epoch trains (set by the fit).
+    init: int = 0
+    n_init: int = 1
 
     def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.__dict__.items()}
+        """The epoch as a history entry (a history is one initialisation's: no init fields)."""
+        return {k: float(v) for k, v in self.__dict__.items() if k not in ("init", "n_init")}
 
 
 def _loss_terms(module: TabularVAE, x: Inputs, *, sample: bool, noise_std: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -113,6 +113,7 @@ def test_missing_label_column_is_one_line(tmp_path: Path) -> None:
     [
         (["--score-samples", "-1"], ("n_score_samples=-1", "expected 0 or more")),
         (["--prior-components", "-2"], ("prior_components=-2", "expected a whole number >= 0")),
+        (["--n-init", "0"], ("n_init=0", "expected a whole number >= 1")),
     ],
 )
 def test_an_invalid_model_option_is_one_line(tmp_path: Path, option: list[str], needles: tuple[str, str]) -> None:
@@ -386,3 +387,19 @@ def _metrics(y: np.ndarray, result, det: VAEDetector) -> dict:
     from fraudvae.evaluation import evaluate_scores
 
     return evaluate_scores(y, result.anomaly_score, det.threshold_)
+
+
+def test_train_n_init_keeps_the_best_initialisation_and_says_which(labelled_export: Path, tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    out = run(
+        "train", "--data", str(labelled_export), "--out", str(model), "--label-column", "is_fraud",
+        "--drop-columns", "transaction_id", "--epochs", "3", "--no-compare", "--n-init", "2",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    config = json.loads((model / "config.json").read_text())
+    assert config["params"]["n_init"] == 2 and len(config["inits"]) == 2
+    losses = [i["validation_loss"] for i in config["inits"]]
+    assert config["best_init"] == losses.index(min(losses))
+    assert f"Kept initialisation {config['best_init'] + 1} of 2" in out.stdout
+    progress = [line for line in out.stderr.splitlines() if "epoch 3/3" in line]
+    assert [line.split()[:2] for line in progress] == [["init", "1/2"], ["init", "2/2"]], out.stderr

@@ -143,3 +143,16 @@ def test_fits_inside_split_of_share_one_validation_split_and_the_patch_is_undone
         np.sort(own.anomaly_score(validation_rows(dets[1], frame, split_seed=7))),
         np.sort(own.calibration_["plans"]["elbo"]["reference_scores"]),
     )
+
+
+def test_the_probes_best_of_fits_are_the_products_n_init_fits() -> None:
+    """``best_ofK``'s separate fits (one per initialisation, so each gets test figures) must be
+    the initialisations ``VAEDetector(n_init=K)`` trains: same seeds, same split, same losses."""
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.exponential(size=300)})
+    with _split_of(7):
+        apart = [VAEDetector(max_epochs=3, random_state=7 + 1000 * k).fit(frame) for k in range(2)]
+    product = VAEDetector(max_epochs=3, random_state=7, n_init=2).fit(frame)
+    assert product.init_validation_losses_ == [d.init_validation_losses_[0] for d in apart]
+    kept = apart[product.best_init_]
+    assert np.array_equal(product.anomaly_score(frame), kept.anomaly_score(frame))

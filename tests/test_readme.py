@@ -66,3 +66,4 @@ def test_readme_shell_blocks_run(tmp_path: Path) -> None:
     finally:
         for d in ("models", "reports", "scored"):
             shutil.rmtree(ROOT / d, ignore_errors=True)
+        (ROOT / "features.toml").unlink(missing_ok=True)  # the README's `features suggest --out features.toml`

@@ -178,6 +178,9 @@ def test_health_ready_model_and_metrics(client: TestClient, model_dir: Path) -> 
     assert info["threshold"] == det.threshold_ and info["kind"] == "vae"
     assert [c["name"] for c in info["schema"]["columns"]] == det.schema_.names
     assert "reference_scores" not in info["calibration"]
+    training = info["training"]
+    assert (training["n_init"], training["best_init"]) == (det.n_init, det.best_init_)
+    assert training["init_validation_losses"] == det.init_validation_losses_
     client.post("/score", json=a_transaction())
     text = client.get("/metrics").text
     for metric in (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ async def model_info(model: ModelDep) -> dict[str, Any]:
         "n_validation_rows": det.n_validation_rows_,
         "epochs": len(det.history_),
         "final_validation_loss": det.history_[-1]["val_loss"] if det.history_ else None,
+        "n_init": det.n_init,
+        "best_init": det.best_init_,
+        "init_validation_losses": [v if math.isfinite(v) else None for v in det.init_validation_losses_],
         "comparison": summary.get("comparison"),
         "fit_seconds": summary.get("fit_seconds"),
     }
