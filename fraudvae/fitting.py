@@ -125,7 +125,7 @@ def fit_engine(
     # Already validated and encoded above: not a second pass through prepare().
     val_rows = PreparedRows(val_frame, enc_val, {}, np.arange(len(val_frame)))
     inits: list[Init] = []
-    candidates: list[tuple[Engine, FitResult]] = []
+    kept: tuple[Engine, FitResult] | None = None  # only the best so far stays in memory
     for k in range(n_init):
         init_seed = seed + INIT_SEED_STRIDE * k
         with torch.random.fork_rng(devices=[]):
@@ -133,10 +133,13 @@ def fit_engine(
             backend, result = backend_for(params["kind"]).fit(
                 pre, enc_train, enc_val, params, init_seed, on_epoch_of(k)
             )
-        candidates.append((Engine(schema, pre, backend, len(train_frame)), result))
-        inits.append(Init(init_seed, validation_loss(candidates[-1][0], val_rows)))
+        candidate = Engine(schema, pre, backend, len(train_frame))
+        inits.append(Init(init_seed, validation_loss(candidate, val_rows)))
+        if best_init([i.validation_loss for i in inits]) == k:
+            kept = candidate, result
+    assert kept is not None  # init 0 is kept until a better one comes
     best = best_init([i.validation_loss for i in inits])
-    engine, result = candidates[best]
+    engine, result = kept
     default = ScoringPlan.resolve(params["scoring"], params["n_score_samples"])
     calibration = engine.calibrate(
         val_rows,

@@ -102,6 +102,8 @@ def load_detector(cls: type[D], path: str) -> D:
         # Saved before n_init: no list, and the one fit's seed is the detector's.
         inits = [Init(int(i["seed"]), _loss(i["validation_loss"])) for i in config.get("inits", [])]
         best_init = int(config.get("best_init", 0))
+        if inits and not 0 <= best_init < len(inits):
+            raise ValueError(f"best_init {best_init} does not index one of the {len(inits)} saved initialisations")
         model_seed = inits[best_init].seed if inits else seed
         backend = backend_for(det.kind).from_state(config["architecture"], tensors, config, seed=model_seed, pre=pre)
         # Before plans, a model calibrated the plan of its own scoring and n_score_samples.
@@ -126,7 +128,7 @@ def load_detector(cls: type[D], path: str) -> D:
         if config.get("feature_names_in"):
             det.feature_names_in_ = np.asarray(config["feature_names_in"], dtype=object)
         det.extra_documents_ = {k: v for k, v in docs.items() if k not in RESERVED_DOCUMENTS}
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
         raise IncompatibleArtifactError(
             f"{path!r} passed its integrity check but its content is not what this fraudvae "
             f"({__version__}) expects ({type(exc).__name__}: {exc}). It was written by fraudvae "

@@ -18,7 +18,8 @@ import pytest
 from sklearn.base import clone
 
 from fraudvae import VAEDetector
-from fraudvae.exceptions import ConfigurationError
+from fraudvae.artifact import file_sha256
+from fraudvae.exceptions import ConfigurationError, IncompatibleArtifactError
 from fraudvae.fitting import INIT_SEED_STRIDE, best_init
 
 SEED = 5
@@ -133,3 +134,23 @@ def test_an_invalid_n_init_is_refused_naming_it(unsplit: pd.DataFrame, value: ob
 )
 def test_best_init_rule(losses: list[float], kept: int) -> None:
     assert best_init(losses) == kept
+
+
+@pytest.mark.parametrize("best", [3, -1])
+def test_a_best_init_that_indexes_no_saved_initialisation_is_refused(
+    best_of: VAEDetector, tmp_path: Path, best: int
+) -> None:
+    """Hashes re-signed, so only the content check can catch it (and a -1 would silently pick the last)."""
+    model = tmp_path / "m"
+    best_of.save(str(model))
+    config = json.loads((model / "config.json").read_text())
+    config["best_init"] = best
+    (model / "config.json").write_text(json.dumps(config))
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["files"]["config.json"] = {
+        "sha256": file_sha256(model / "config.json"),
+        "bytes": (model / "config.json").stat().st_size,
+    }
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IncompatibleArtifactError, match=rf"best_init {best} does not index one of the 3"):
+        VAEDetector.load(str(model))
