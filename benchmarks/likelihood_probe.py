@@ -87,7 +87,7 @@ from fraudvae import losses as fv_losses
 from fraudvae import model as fv_model
 from fraudvae import preprocessing as fv_pre
 from fraudvae.backends import NetworkBackend
-from fraudvae.fitting import MIN_SPLIT_ROWS, best_init
+from fraudvae.fitting import INIT_SEED_STRIDE, MIN_SPLIT_ROWS, best_init
 from fraudvae.model import Inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -384,7 +384,7 @@ def _best_of_rows(variant: str, name: str, s: protocol.Split) -> list[dict[str, 
     inits, scores = [], []
     for k in range(int(variant[len("best_of") :])):
         with _split_of(s.seed):
-            det = VAEDetector(random_state=s.seed + 1000 * k).fit(s.X_train)
+            det = VAEDetector(random_state=s.seed + INIT_SEED_STRIDE * k).fit(s.X_train)
         score = det.anomaly_score(s.X_test)
         inits.append([*_auc(s.y_test, score), det.init_validation_losses_[0]])
         scores.append((score, det.anomaly_score(s.X_test, scoring="reconstruction")))

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fraudvae.backends import FitResult, backend_for
+from fraudvae.backends import backend_for
 from fraudvae.engine import Engine, PreparedRows
 from fraudvae.exceptions import InsufficientDataError
 from fraudvae.inference import check_training_frame, infer_schema
@@ -125,7 +125,7 @@ def fit_engine(
     # Already validated and encoded above: not a second pass through prepare().
     val_rows = PreparedRows(val_frame, enc_val, {}, np.arange(len(val_frame)))
     inits: list[Init] = []
-    kept: tuple[Engine, FitResult] | None = None  # only the best so far stays in memory
+    best, kept = 0, None  # only the best so far stays in memory
     for k in range(n_init):
         init_seed = seed + INIT_SEED_STRIDE * k
         with torch.random.fork_rng(devices=[]):
@@ -135,10 +135,9 @@ def fit_engine(
             )
         candidate = Engine(schema, pre, backend, len(train_frame))
         inits.append(Init(init_seed, validation_loss(candidate, val_rows)))
-        if best_init([i.validation_loss for i in inits]) == k:
-            kept = candidate, result
+        if k == 0 or best_init([inits[best].validation_loss, inits[k].validation_loss]) == 1:
+            best, kept = k, (candidate, result)
     assert kept is not None  # init 0 is kept until a better one comes
-    best = best_init([i.validation_loss for i in inits])
     engine, result = kept
     default = ScoringPlan.resolve(params["scoring"], params["n_score_samples"])
     calibration = engine.calibrate(
