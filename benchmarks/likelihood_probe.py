@@ -48,6 +48,12 @@ corrected after the fact:
 - ``jacobian``: the likelihood in the user's units, ``+ log(1 + |x - shift|)`` for the
   columns the preprocessor log-transforms (their density in the transformed units is what
   the product scores).
+- ``logvarW``: the per-row precision term ``0.5 log var`` of every numeric feature weighted
+  by ``W`` instead of 1 (``logvar0``: only the standardized error ``0.5 (x - mu)^2 / var``
+  is left, so a row earns nothing for sitting where the decoder is sure of itself).
+- ``hingeQ``: each feature's contribution (the latent term left alone) raised to at least
+  its ``Q``-th percentile over the fit's validation rows, so a feature can add suspicion but
+  a row reconstructed better than usual on one feature cannot cancel another's.
 
 Writes AUROC / AUPRC of the ELBO and of the reconstruction score per (variant, file, seed) to
 ``benchmarks/results/likelihood_probe.jsonl`` (resumes), and a table against the default
@@ -152,6 +158,12 @@ def _known(variant: str) -> bool:
     """A name this script can fit: a typo must not silently fit the default."""
     if variant in ("homoscedastic", "free_bits0.5", "beta0.5", *RESCORED_NAMES):
         return True
+    for prefix, low, high in (("logvar", 0.0, 1.0), ("hinge", 0.0, 100.0)):
+        if variant.startswith(prefix):
+            try:
+                return low <= float(variant[len(prefix) :]) <= high
+            except ValueError:
+                return False
     if variant.startswith("ensemble"):
         return variant[len("ensemble") :].isdigit() and int(variant[len("ensemble") :]) > 0
     if variant.startswith("model_seed"):
@@ -177,7 +189,7 @@ def _params(variant: str) -> dict[str, Any]:
 
 #: Scoring-time variants whose parameter each numeric feature takes from the fit's validation rows.
 VALIDATION_CHOSEN = ("val_mixture", "val_cap", "val_student_t")
-#: Every scoring-time variant with a fixed name (``scapC`` carries a number).
+#: Every scoring-time variant with a fixed name (``scapC``, ``logvarW`` and ``hingeQ`` carry a number).
 RESCORED_NAMES = (*VALIDATION_CHOSEN, "jacobian", "own_default")
 #: The grids they choose from; the first value of each is the default decoder's own likelihood.
 GRIDS: dict[str, tuple[float, ...]] = {
@@ -189,7 +201,7 @@ GRIDS: dict[str, tuple[float, ...]] = {
 
 def _scoring_time(variant: str) -> bool:
     """Re-scores the default's own fit rather than fitting anew."""
-    return variant in RESCORED_NAMES or variant.startswith("scap")
+    return variant in RESCORED_NAMES or variant.startswith(("scap", "logvar", "hinge"))
 
 
 def _seed_offset(variant: str) -> int:
@@ -286,9 +298,21 @@ def scoring_time_deltas(
     out: dict[str, tuple[np.ndarray, int]] = {}
     if any(v in VALIDATION_CHOSEN for v in variants):
         xv, ov, muv, varv, _ = _decoded(det, validation_rows(det, X_train))
+    if any(v.startswith("hinge") for v in variants):
+        # Every feature's contribution but the latent term (the last column).
+        cv = det.feature_contributions(validation_rows(det, X_train)).to_numpy()[:, :-1]
+        ct = det.feature_contributions(X_test).to_numpy()[:, :-1]
     for variant in variants:
         if variant == "own_default":  # the fit itself, unchanged: the baseline on this machine
             out[variant] = (np.zeros(len(xt)), 0)
+            continue
+        if variant.startswith("logvar"):
+            weight = float(variant[len("logvar") :])
+            out[variant] = ((weight - 1.0) * (0.5 * np.log(vart) * ot).sum(axis=1), xt.shape[1])
+            continue
+        if variant.startswith("hinge"):
+            floor = np.percentile(cv, float(variant[len("hinge") :]), axis=0)
+            out[variant] = ((np.maximum(ct, floor) - ct).sum(axis=1), ct.shape[1])
             continue
         if variant == "jacobian":
             pre = det.engine_.preprocessor
@@ -584,7 +608,9 @@ VARIANTS = "cap2.3,ensemble2,homoscedastic,student_t4,student_t20,free_bits0.5,b
 
 
 #: The scoring-time variants, measured on every shared file at seeds 0-2.
-SCORING_VARIANTS = "own_default,val_mixture,val_cap,val_student_t,scap2.3,scap4.6,jacobian"
+SCORING_VARIANTS = (
+    "own_default,val_mixture,val_cap,val_student_t,scap2.3,scap4.6,jacobian,logvar0,logvar0.5,hinge25,hinge50"
+)
 
 
 def section(variants: list[str], rescored: list[str]) -> str:
@@ -632,7 +658,8 @@ def main() -> int:
     if unknown:
         parser.error(
             f"unknown variant(s) {unknown}; expected capC, floorM, student_tNU, scapC, ensembleN, model_seedK "
-            "(numbers > 0), best_ofK (K > 1), homoscedastic, free_bits0.5, beta0.5, val_mixture, val_cap, val_student_t or jacobian"
+            "(numbers > 0), best_ofK (K > 1), logvarW (0 <= W <= 1), hingeQ (0 <= Q <= 100), homoscedastic, free_bits0.5, "
+            "beta0.5, val_mixture, val_cap, val_student_t or jacobian"
         )
     run(variants, [int(s) for s in args.seeds.split(",")], args.files.split(","))
     # The whole section, whatever this run added to it.

@@ -47,13 +47,22 @@ def test_patches_are_undone_after_their_fits(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["val_mixture", "val_cap", "val_student_t", "scap2.3", "jacobian", "own_default", "model_seed0", "model_seed4"],
+    [
+        *("val_mixture", "val_cap", "val_student_t", "scap2.3", "jacobian", "own_default", "model_seed0"),
+        *("model_seed4", "logvar0", "logvar0.5", "logvar1", "hinge0", "hinge50", "hinge100"),
+    ],
 )
 def test_scoring_time_and_model_seed_variants_are_accepted(name: str) -> None:
     assert _known(name)
 
 
-@pytest.mark.parametrize("name", ["model_seed", "model_seed1.5", "model_seed-1", "scap", "scapx", "val_bogus", "val_"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *("model_seed", "model_seed1.5", "model_seed-1", "scap", "scapx", "val_bogus", "val_"),
+        *("logvar", "logvar-1", "logvar2", "logvarx", "hinge", "hinge101", "hinge-5", "hingex"),
+    ],
+)
 def test_malformed_scoring_time_and_model_seed_names_are_refused(name: str) -> None:
     assert not _known(name)
 
@@ -116,6 +125,26 @@ def test_validation_rows_are_the_ones_the_fit_held_out(n: int) -> None:
         assert changed > 0 or np.all(delta == 0.0), variant
     assert deltas["scap2.3"][1] == 3  # every numeric feature
     assert np.all(deltas["own_default"][0] == 0.0)
+
+
+def test_the_precision_and_hinge_variants_only_move_what_they_name() -> None:
+    """``logvar1`` is the ELBO itself; ``logvar0`` removes exactly the precision term; a hinge
+    only raises contributions, more for a higher percentile, and ``hinge0`` cannot lower any
+    validation row below its own floor."""
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(
+        {"a": rng.normal(size=300), "b": rng.lognormal(size=300), "c": rng.choice(["x", "y", "z"], size=300)}
+    )
+    det = VAEDetector(max_epochs=3, random_state=5).fit(frame)
+    test = frame.head(40)
+    deltas = scoring_time_deltas(det, frame, test, ["logvar1", "logvar0", "logvar0.5", "hinge0", "hinge25", "hinge75"])
+    assert np.all(deltas["logvar1"][0] == 0.0)
+    assert np.allclose(deltas["logvar0.5"][0], 0.5 * deltas["logvar0"][0])
+    assert np.any(deltas["logvar0"][0] != 0.0) and deltas["logvar0"][1] == 2  # the two numeric features
+    assert deltas["hinge25"][1] == 3  # every feature, the latent term left out
+    for low, high in (("hinge0", "hinge25"), ("hinge25", "hinge75")):
+        assert np.all(deltas[low][0] >= 0.0) and np.all(deltas[high][0] >= deltas[low][0] - 1e-12)
+    assert np.any(deltas["hinge75"][0] > 0.0)
 
 
 @pytest.mark.parametrize(
