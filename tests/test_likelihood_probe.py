@@ -128,9 +128,8 @@ def test_validation_rows_are_the_ones_the_fit_held_out(n: int) -> None:
 
 
 def test_the_precision_and_hinge_variants_only_move_what_they_name() -> None:
-    """``logvar1`` is the ELBO itself; ``logvar0`` removes exactly the precision term; a hinge
-    only raises contributions, more for a higher percentile, and ``hinge0`` cannot lower any
-    validation row below its own floor."""
+    """``logvar1`` is the ELBO itself; ``logvarW`` scales the precision term's removal by
+    ``1 - W``; a hinge never lowers a score and raises it more for a higher percentile."""
     rng = np.random.default_rng(4)
     frame = pd.DataFrame(
         {"a": rng.normal(size=300), "b": rng.lognormal(size=300), "c": rng.choice(["x", "y", "z"], size=300)}
