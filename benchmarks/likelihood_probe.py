@@ -296,11 +296,13 @@ def scoring_time_deltas(
     xt, ot, mut, vart, clean = _decoded(det, X_test)
     base = gaussian(xt, mut, vart) * ot
     out: dict[str, tuple[np.ndarray, int]] = {}
-    if any(v in VALIDATION_CHOSEN for v in variants):
-        xv, ov, muv, varv, _ = _decoded(det, validation_rows(det, X_train))
-    if any(v.startswith("hinge") for v in variants):
+    chosen, hinged = any(v in VALIDATION_CHOSEN for v in variants), any(v.startswith("hinge") for v in variants)
+    val = validation_rows(det, X_train) if chosen or hinged else None
+    if chosen:
+        xv, ov, muv, varv, _ = _decoded(det, val)
+    if hinged:
         # Every feature's contribution but the latent term (the last column).
-        cv = det.feature_contributions(validation_rows(det, X_train)).to_numpy()[:, :-1]
+        cv = det.feature_contributions(val).to_numpy()[:, :-1]
         ct = det.feature_contributions(X_test).to_numpy()[:, :-1]
     for variant in variants:
         if variant == "own_default":  # the fit itself, unchanged: the baseline on this machine
