@@ -81,7 +81,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -349,11 +348,6 @@ def _done() -> dict[tuple[str, str, int], dict[str, Any]]:
     return {(r["variant"], r["name"], r["seed"]): r for r in rows}
 
 
-def _auc(y: np.ndarray, score: np.ndarray) -> list[float]:
-    score = np.nan_to_num(score, nan=0.0, posinf=1e300)
-    return [float(roc_auc_score(y, score)), float(average_precision_score(y, score))]
-
-
 def _fit_rows(variant: str, name: str, s: protocol.Split) -> list[dict[str, Any]]:
     """The row of one fitted variant: its own fits (``ensembleN`` averages ``N`` of them)."""
     started = time.perf_counter()
@@ -366,7 +360,9 @@ def _fit_rows(variant: str, name: str, s: protocol.Split) -> list[dict[str, Any]
         ]
         row: dict[str, Any] = {"variant": variant, "name": name, "seed": s.seed, "fit_s": time.perf_counter() - started}
         for scoring in ("elbo", "reconstruction"):
-            row[scoring] = _auc(s.y_test, np.mean([d.anomaly_score(s.X_test, scoring=scoring) for d in dets], axis=0))
+            row[scoring] = protocol.auc_pair(
+                s.y_test, np.mean([d.anomaly_score(s.X_test, scoring=scoring) for d in dets], axis=0)
+            )
     return [row]
 
 
@@ -412,13 +408,13 @@ def _best_of_rows(variant: str, name: str, s: protocol.Split) -> list[dict[str, 
         with _split_of(s.seed):
             det = VAEDetector(random_state=s.seed + INIT_SEED_STRIDE * k).fit(s.X_train)
         score = det.anomaly_score(s.X_test)
-        inits.append([*_auc(s.y_test, score), det.init_validation_losses_[0]])
+        inits.append([*protocol.auc_pair(s.y_test, score), det.init_validation_losses_[0]])
         scores.append((score, det.anomaly_score(s.X_test, scoring="reconstruction")))
     best = best_init([i[2] for i in inits])  # the product's rule, as VAEDetector(n_init=K) applies it
     row: dict[str, Any] = {"variant": variant, "name": name, "seed": s.seed, "fit_s": time.perf_counter() - started}
-    row["elbo"], row["reconstruction"] = inits[best][:2], _auc(s.y_test, scores[best][1])
+    row["elbo"], row["reconstruction"] = inits[best][:2], protocol.auc_pair(s.y_test, scores[best][1])
     row["chosen"], row["inits"] = best, inits
-    row["ensemble"] = _auc(s.y_test, np.mean([sc for sc, _ in scores], axis=0))
+    row["ensemble"] = protocol.auc_pair(s.y_test, np.mean([sc for sc, _ in scores], axis=0))
     return [row]
 
 
@@ -477,7 +473,7 @@ def _rescored_rows(variants: list[str], name: str, s: protocol.Split) -> list[di
         row: dict[str, Any] = {"variant": variant, "name": name, "seed": s.seed, "fit_s": fit_s, "changed": changed}
         row["n_numeric"] = len(det.engine_.preprocessor.num_features)
         for scoring, score in scores.items():
-            row[scoring] = _auc(s.y_test, score + delta)
+            row[scoring] = protocol.auc_pair(s.y_test, score + delta)
         rows.append(row)
     return rows
 

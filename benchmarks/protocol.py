@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from fraudvae.evaluation import one_hot_baseline
@@ -89,3 +90,9 @@ def splits(names: list[str], seeds: tuple[int, ...] = SEEDS, root: Path = SHARED
 def peer_matrices(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """What the peers get (see :func:`fraudvae.evaluation.one_hot_baseline`)."""
     return one_hot_baseline(train, test)
+
+
+def auc_pair(y: np.ndarray, score: np.ndarray) -> list[float]:
+    """``[AUROC, AUPRC]`` of ``score`` (higher = more anomalous); NaN as 0 and +inf as the largest finite."""
+    score = np.nan_to_num(score, nan=0.0, posinf=1e300)
+    return [float(roc_auc_score(y, score)), float(average_precision_score(y, score))]
