@@ -206,7 +206,7 @@ def tables(done: dict[tuple[str, str, int], dict[str, Any]], configs: list[str],
     lines.append("| **mean** | " + " | ".join(f"**{_fmt(m)}**" for m in means) + " |")
     secs = [sum(done[(c, n, seed)]["fit_s"] for n in names) for c in configs]
     lines.append("| fit seconds, summed | " + " | ".join(f"{t:.0f}" for t in secs) + " |")
-    lines += ["", "Held-out NLL of the normal test rows (nats per row; VAE: IWAE over 64 draws, with epochs run /", ""]
+    lines += ["", "Held-out NLL of the normal test rows (nats per row; VAE: IWAE over 64 draws, with epochs run /"]
     lines += ["the schedule's cap, `*` where early stopping ended the fit; GMM: exact, all-numeric files only):", ""]
     lines += ["| file | " + " | ".join(configs) + " |", "|---|" + "---:|" * len(configs)]
     for n in names:
