@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
-import math
 import re
 import sys
 import time
@@ -102,12 +102,8 @@ def _budget(steps: float | None) -> Iterator[None]:
     """
     saved = fv_backends.default_epochs
     if steps is not None:
-        cap = max(fv_schedule.MAX_EPOCHS, round(fv_schedule.MAX_EPOCHS * steps / fv_schedule.TARGET_STEPS))
-
-        def epochs(n: int, batch: int) -> int:
-            return int(np.clip(math.ceil(steps / math.ceil(n / batch)), fv_schedule.MIN_EPOCHS, cap))
-
-        fv_backends.default_epochs = epochs
+        most = max(fv_schedule.MAX_EPOCHS, round(fv_schedule.MAX_EPOCHS * steps / fv_schedule.TARGET_STEPS))
+        fv_backends.default_epochs = functools.partial(saved, steps=int(steps), most=most)
     try:
         yield
     finally:
@@ -171,6 +167,8 @@ def run(configs: list[str], seeds: list[int], names: list[str]) -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with OUT.open("a") as out:
         for name in names:
+            if all((c, name, seed) in done for c in configs for seed in seeds):
+                continue  # measured: not even loaded
             X, y = protocol.load(name)
             for seed in seeds:
                 todo = [c for c in configs if (c, name, seed) not in done]

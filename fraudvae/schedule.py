@@ -42,10 +42,14 @@ def default_batch_size(n: int) -> int:
     return int(min(MAX_BATCH, max(small, math.ceil(n / (TARGET_STEPS // MIN_EPOCHS)))))
 
 
-def default_epochs(n: int, batch: int) -> int:
-    """About ``TARGET_STEPS`` steps, at least ``MIN_EPOCHS`` epochs."""
-    steps = math.ceil(n / batch)
-    return int(np.clip(math.ceil(TARGET_STEPS / steps), MIN_EPOCHS, MAX_EPOCHS))
+def default_epochs(n: int, batch: int, *, steps: int = TARGET_STEPS, most: int = MAX_EPOCHS) -> int:
+    """About ``steps`` optimizer steps, at least ``MIN_EPOCHS`` and at most ``most`` epochs.
+
+    The budget is a parameter so that a measurement of longer schedules
+    (``benchmarks/underfit.py``) runs this rule, not a copy of it.
+    """
+    per_epoch = math.ceil(n / batch)
+    return int(np.clip(math.ceil(steps / per_epoch), MIN_EPOCHS, most))
 
 
 def scaled_lr(learning_rate: float, batch: int, automatic: bool) -> float:
