@@ -19,6 +19,10 @@ Configurations (``+`` joins them):
   ``fraudvae.schedule.TARGET_STEPS`` (its epoch cap ``MAX_EPOCHS`` scaled alike), early
   stopping unchanged: does the budget, not the validation loss, end the default's fits?
 - ``patienceN``: early stopping after ``N`` epochs without improvement (the default's 10).
+- ``decayN``: on a plateau, the learning rate times ``fraudvae.training.TrainConfig.lr_decay``
+  and training goes on, ``N`` times, before the next plateau ends the fit.
+- ``batchN``: automatic batches of a tenth of the rows, up to ``N``, where larger than the
+  default's (fewer, larger steps per epoch; the learning rate scales with the batch).
 - ``lrX``: learning rate ``X``; ``latentN``: latent size ``N``; ``priorK``: ``K`` prior components.
 - ``gmmK``: not a VAE: scikit-learn's ``GaussianMixture`` (full covariances, ``K``
   components, ``reg_covar=1e-3``) on the default fit's encoded training rows (its design
@@ -64,7 +68,7 @@ OUT = ROOT / "benchmarks" / "results" / "underfit.jsonl"
 #: Draws of the IWAE estimate of the held-out log-likelihood.
 IWAE_DRAWS = 64
 CONFIGS = "default,steps8000,gmm64"
-_PART = re.compile(r"^(steps|latent|prior|patience|gmm)([1-9]\d*)$|^lr(\d+(\.\d+)?(e-?\d+)?)$")
+_PART = re.compile(r"^(steps|latent|prior|patience|decay|batch|gmm)([1-9]\d*)$|^lr(\d+(\.\d+)?(e-?\d+)?)$")
 
 
 def parse(config: str) -> dict[str, float]:
@@ -80,7 +84,7 @@ def parse(config: str) -> dict[str, float]:
         if m is None or (m.group(1) or "lr") in out:
             raise ValueError(
                 f"configuration part {part!r} of {config!r} is unknown or repeated; expected default, stepsN, "
-                "latentN, priorK, patienceN, gmmK (positive integers) or lrX, joined by '+'"
+                "latentN, priorK, patienceN, decayN, batchN, gmmK (positive integers) or lrX, joined by '+'"
             )
         out[m.group(1) or "lr"] = float(m.group(2) or m.group(3))
     if "gmm" in out and len(out) > 1:
@@ -91,6 +95,31 @@ def parse(config: str) -> dict[str, float]:
 def _params(parts: dict[str, float]) -> dict[str, Any]:
     names = {"lr": "learning_rate", "latent": "latent_dim", "prior": "prior_components", "patience": "patience"}
     return {names[k]: (v if k == "lr" else int(v)) for k, v in parts.items() if k in names}
+
+
+@contextlib.contextmanager
+def _batch(most: float | None) -> Iterator[None]:
+    """Automatic batches of a tenth of the rows up to ``most`` rows where that is larger than
+    the default's (its learning rate scaled alike by ``fraudvae.schedule.scaled_lr``)."""
+    saved = fv_backends.default_batch_size
+    if most is not None:
+        fv_backends.default_batch_size = lambda n: max(saved(n), min(int(most), n // 10))
+    try:
+        yield
+    finally:
+        fv_backends.default_batch_size = saved
+
+
+@contextlib.contextmanager
+def _decays(decays: float | None) -> Iterator[None]:
+    """Fits that decay the learning rate on a plateau ``decays`` times before stopping."""
+    saved = fv_backends.TrainConfig
+    if decays is not None:
+        fv_backends.TrainConfig = functools.partial(saved, decays=int(decays))  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        fv_backends.TrainConfig = saved  # type: ignore[misc]
 
 
 @contextlib.contextmanager
@@ -113,7 +142,7 @@ def _budget(steps: float | None) -> Iterator[None]:
 def vae_row(config: str, s: protocol.Split) -> tuple[dict[str, Any], VAEDetector]:
     parts = parse(config)
     started = time.perf_counter()
-    with _budget(parts.get("steps")):
+    with _budget(parts.get("steps")), _decays(parts.get("decay")), _batch(parts.get("batch")):
         det = VAEDetector(random_state=s.seed, **_params(parts)).fit(s.X_train)
     fit_s = time.perf_counter() - started
     elbo = det.anomaly_score(s.X_test)

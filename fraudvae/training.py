@@ -1,4 +1,5 @@
-"""A small training loop: AdamW, KL warm-up, free bits, early stopping.
+"""A small training loop: AdamW, KL warm-up, free bits, early stopping (optionally after
+learning-rate cuts on a plateau, off in the default fit: BENCHMARKS.md, under-fit probe).
 
 It takes a module and encoded tensors and returns the best weights it saw on the
 validation rows plus a history; it knows nothing about pandas or artifacts.
@@ -31,6 +32,10 @@ class TrainConfig:
     free_bits: float
     patience: int
     noise_std: float  # input corruption of the denoising autoencoder
+    #: On a plateau of ``patience`` epochs, multiply the learning rate by ``lr_decay`` and go
+    #: on, at most ``decays`` times; the next plateau ends the fit (0: the first one does).
+    decays: int = 0
+    lr_decay: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ def train(
     n = train_x.num.shape[0]
     steps_per_epoch = max(1, math.ceil(n / config.batch_size))
     best_state = copy.deepcopy(module.state_dict())
-    best_val, bad_epochs = math.inf, 0
+    best_val, bad_epochs, decayed = math.inf, 0, 0
     history: list[EpochLog] = []
     noise_std = config.noise_std if module.kind == "dae" else 0.0
     for epoch in range(1, config.max_epochs + 1):
@@ -139,7 +144,11 @@ def train(
             else:
                 bad_epochs += 1
                 if bad_epochs >= config.patience:
-                    break
+                    if decayed >= config.decays:
+                        break
+                    decayed, bad_epochs = decayed + 1, 0
+                    for group in opt.param_groups:
+                        group["lr"] *= config.lr_decay
         else:
             best_state = copy.deepcopy(module.state_dict())
     module.load_state_dict(best_state)
