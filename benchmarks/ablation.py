@@ -166,7 +166,7 @@ def main() -> int:
     run(configs, seeds, args.files.split(","))
     text = report(configs, seeds[0])
     print(text)
-    replace_section(ROOT / "BENCHMARKS.md", "ablation", text)
+    replace_section(ROOT / "docs" / "experiments" / "2026-12-02-generalization-ablation.md", "ablation", text)
     return 0
 
 

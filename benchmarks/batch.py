@@ -55,7 +55,7 @@ _SCORE = (
     _PEAK
     + """
 import json, sys, time
-from fraudvae.batch import score_file
+from fraudvae.jobs.batch import score_file
 t = time.perf_counter()
 s = score_file(sys.argv[1], sys.argv[2], sys.argv[3])  # the CLI's defaults (20,000-row chunks)
 print(json.dumps({"rows": s.rows_scored, "seconds": time.perf_counter() - t,

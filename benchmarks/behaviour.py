@@ -29,15 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd
 
 from benchmarks.markdown import replace_section
-from fraudvae.eventdata import DEMO_FEATURE_SPEC, make_card_events
-from fraudvae.features import compute_features, load_spec
-from fraudvae.workflows import evaluate_file, train_file
+from fraudvae.datasets.events import DEMO_FEATURE_SPEC, make_card_events
+from fraudvae.features.stream import compute_features, load_spec
+from fraudvae.jobs.workflows import evaluate_file, train_file
 
 ROOT = Path(__file__).resolve().parents[1]
 BANKSIM = ROOT.parent / "shared" / "data" / "entity" / "banksim_dev.csv.gz"
 _SCORE = """
 import json, sys, time
-from fraudvae.batch import score_file
+from fraudvae.jobs.batch import score_file
 t = time.perf_counter()
 s = score_file(sys.argv[1], sys.argv[2], sys.argv[3])
 peak = next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))

@@ -1,7 +1,7 @@
 """Fitting, batch scoring and ``/score`` latency alone, beside one busy neighbour, and on one core.
 
 Each workload runs in its own process (so torch's thread pool is fresh) with fraudvae's
-thread choice (``fraudvae.threads``), on this 2-core machine:
+thread choice (``fraudvae.model.threads``), on this 2-core machine:
 
 - idle;
 - beside one other process: a plain Python busy loop, a torch loop of small matrix

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("| **mean AUPRC** | " + " | ".join(f"**{np.mean(auprc[c]):.4f}**" for c in columns) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
-    replace_section(ROOT / "BENCHMARKS.md", "draws", text)
+    replace_section(ROOT / "docs" / "experiments" / "2026-11-23-draws.md", "draws", text)
     return 0
 
 

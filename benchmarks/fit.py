@@ -25,7 +25,7 @@ from torch import nn
 from benchmarks.markdown import replace_section
 from benchmarks.synthetic import wide_table
 from fraudvae import VAEDetector
-from fraudvae.threads import torch_threads
+from fraudvae.model.threads import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 

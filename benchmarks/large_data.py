@@ -1,7 +1,7 @@
 """Detection beyond the protocol's 20,000-row cap: the automatic batch rule on large training sets.
 
 ``../shared/BENCHMARK.md`` fits on at most 20,000 normal rows, below the 25,600 rows where
-:func:`fraudvae.schedule.default_batch_size` starts to grow the batch, so the shared
+:func:`fraudvae.model.schedule.default_batch_size` starts to grow the batch, so the shared
 benchmark cannot see that rule. Here the two largest shared files are fitted on up to
 100,000 normal rows of their train half (otherwise the protocol's split and test
 sample), once with the automatic batch and once with the 256-row batch of earlier
@@ -24,7 +24,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from benchmarks import protocol
 from benchmarks.markdown import replace_section
 from fraudvae import VAEDetector
-from fraudvae.schedule import default_batch_size
+from fraudvae.model.schedule import default_batch_size
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ("10_cover", "33_skin")
@@ -74,7 +74,7 @@ def main() -> int:
         )
     text += f"\n\n(automatic batch at 100,000 rows x 0.9: {default_batch_size(90_000)} rows)\n"
     print(text)
-    replace_section(ROOT / "BENCHMARKS.md", "large_data", text)
+    replace_section(ROOT / "docs" / "experiments" / "2026-11-23-large-training-sets.md", "large_data", text)
     return 0
 
 

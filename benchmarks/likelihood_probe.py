@@ -57,14 +57,14 @@ corrected after the fact:
 
 Writes AUROC / AUPRC of the ELBO and of the reconstruction score per (variant, file, seed) to
 ``benchmarks/results/likelihood_probe.jsonl`` (resumes), and a table against the default
-detector of ``benchmarks/detection.py``'s state (the same fits) to BENCHMARKS.md.
+detector of ``benchmarks/detection.py``'s state (the same fits) to docs/experiments/2026-12-04-likelihood-probe.md.
 
 Run:  .venv/bin/python benchmarks/likelihood_probe.py            (every variant, seed 0)
       .venv/bin/python benchmarks/likelihood_probe.py --variants cap2.3 --seeds 1,2
       .venv/bin/python benchmarks/likelihood_probe.py --variants own_default,val_mixture,scap2.3 --seeds 0,1,2
       .venv/bin/python benchmarks/likelihood_probe.py --variants model_seed0,model_seed1,model_seed2
       .venv/bin/python benchmarks/likelihood_probe.py --variants best_of5 --seeds 0,1
-Every run rewrites the whole BENCHMARKS.md section from the results file.
+Every run rewrites the whole section of docs/experiments/2026-12-04-likelihood-probe.md from the results file.
 """
 
 from __future__ import annotations
@@ -87,13 +87,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import detection, protocol
 from benchmarks.markdown import replace_section
 from fraudvae import VAEDetector
-from fraudvae import fitting as fv_fitting
-from fraudvae import losses as fv_losses
-from fraudvae import model as fv_model
-from fraudvae import preprocessing as fv_pre
-from fraudvae.backends import NetworkBackend
-from fraudvae.fitting import INIT_SEED_STRIDE, MIN_SPLIT_ROWS, best_init
-from fraudvae.model import Inputs
+from fraudvae.data import preprocessing as fv_pre
+from fraudvae.detection import fitting as fv_fitting
+from fraudvae.detection.fitting import INIT_SEED_STRIDE, MIN_SPLIT_ROWS, best_init
+from fraudvae.model import losses as fv_losses
+from fraudvae.model import network as fv_model
+from fraudvae.model.backends import NetworkBackend
+from fraudvae.model.network import Inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "likelihood_probe.jsonl"
@@ -248,7 +248,7 @@ def choose(kind: str, x: np.ndarray, mu: np.ndarray, var: np.ndarray, ceiling: f
 
 
 def validation_rows(det: VAEDetector, X_train: Any, split_seed: int | None = None) -> Any:
-    """The rows ``fit`` held out for early stopping and calibration (as ``fraudvae.fitting`` splits them).
+    """The rows ``fit`` held out for early stopping and calibration (as ``fraudvae.detection.fitting`` splits them).
 
     ``split_seed``: the seed the split was drawn with when it was not the detector's own
     (:func:`_split_of`).
@@ -380,7 +380,7 @@ class _PinnedRandom:
 
 
 class _PinnedNumpy:
-    """``numpy`` as ``fraudvae.fitting`` sees it inside :func:`_split_of` (it draws the split with ``default_rng``)."""
+    """``numpy`` as ``fraudvae.detection.fitting`` sees it inside :func:`_split_of` (it draws the split with ``default_rng``)."""
 
     def __init__(self, seed: int) -> None:
         self.random = _PinnedRandom(seed)
@@ -601,7 +601,7 @@ def model_seed_report(seed: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: The variants measured on every shared file at seed 0 (BENCHMARKS.md).
+#: The variants measured on every shared file at seed 0 (docs/experiments/2026-12-04-likelihood-probe.md).
 VARIANTS = "cap2.3,ensemble2,homoscedastic,student_t4,student_t20,free_bits0.5,beta0.5"
 
 
@@ -663,7 +663,7 @@ def main() -> int:
     # The whole section, whatever this run added to it.
     text = section(VARIANTS.split(","), SCORING_VARIANTS.split(","))
     print(text)
-    replace_section(ROOT / "BENCHMARKS.md", "likelihood_probe", text)
+    replace_section(ROOT / "docs" / "experiments" / "2026-12-04-likelihood-probe.md", "likelihood_probe", text)
     return 0
 
 

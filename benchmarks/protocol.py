@@ -15,7 +15,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from fraudvae.evaluation import one_hot_baseline
+from fraudvae.detection.evaluation import one_hot_baseline
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -88,7 +88,7 @@ def splits(names: list[str], seeds: tuple[int, ...] = SEEDS, root: Path = SHARED
 
 
 def peer_matrices(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """What the peers get (see :func:`fraudvae.evaluation.one_hot_baseline`)."""
+    """What the peers get (see :func:`fraudvae.detection.evaluation.one_hot_baseline`)."""
     return one_hot_baseline(train, test)
 
 

@@ -95,7 +95,7 @@ def main() -> None:
             *rows,
         ]
     )
-    replace_section(ROOT / "BENCHMARKS.md", "seeds", table)
+    replace_section(ROOT / "docs" / "experiments" / "2026-12-02-seed-spread.md", "seeds", table)
 
 
 if __name__ == "__main__":

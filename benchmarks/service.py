@@ -31,7 +31,7 @@ from benchmarks import load
 from benchmarks.markdown import replace_section
 from fraudvae import VAEDetector
 from fraudvae.datasets import LABEL_COLUMN, make_transactions
-from fraudvae.threads import torch_threads
+from fraudvae.model.threads import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,10 +16,10 @@ Configurations (``+`` joins them):
 
 - ``default``: the shipped detector.
 - ``stepsN``: the automatic schedule's budget of ``N`` optimizer steps instead of
-  ``fraudvae.schedule.TARGET_STEPS`` (its epoch cap ``MAX_EPOCHS`` scaled alike), early
+  ``fraudvae.model.schedule.TARGET_STEPS`` (its epoch cap ``MAX_EPOCHS`` scaled alike), early
   stopping unchanged: does the budget, not the validation loss, end the default's fits?
 - ``patienceN``: early stopping after ``N`` epochs without improvement (the default's 10).
-- ``decayN``: on a plateau, the learning rate times ``fraudvae.training.TrainConfig.lr_decay``
+- ``decayN``: on a plateau, the learning rate times ``fraudvae.model.training.TrainConfig.lr_decay``
   and training goes on, ``N`` times, before the next plateau ends the fit.
 - ``batchN``: automatic batches of a tenth of the rows, up to ``N``, where larger than the
   default's (fewer, larger steps per epoch; the learning rate scales with the batch).
@@ -32,7 +32,7 @@ Configurations (``+`` joins them):
   the VAE), so it is reported there only.
 
 Writes one row per (configuration, file, seed) to ``benchmarks/results/underfit.jsonl``
-(resumes) and the tables to BENCHMARKS.md.
+(resumes) and the tables to docs/experiments/2026-12-05-underfit.md.
 
 Run:  .venv/bin/python benchmarks/underfit.py                       (default, steps8000, gmm64; seed 0)
       .venv/bin/python benchmarks/underfit.py --configs steps32000 --files 33_skin,26_optdigits
@@ -59,9 +59,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import protocol
 from benchmarks.markdown import replace_section
 from fraudvae import VAEDetector
-from fraudvae import backends as fv_backends
-from fraudvae import schedule as fv_schedule
-from fraudvae.backends import design_matrix
+from fraudvae.model import backends as fv_backends
+from fraudvae.model import schedule as fv_schedule
+from fraudvae.model.backends import design_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "underfit.jsonl"
@@ -100,7 +100,7 @@ def _params(parts: dict[str, float]) -> dict[str, Any]:
 @contextlib.contextmanager
 def _batch(most: float | None) -> Iterator[None]:
     """Automatic batches of a tenth of the rows up to ``most`` rows where that is larger than
-    the default's (its learning rate scaled alike by ``fraudvae.schedule.scaled_lr``)."""
+    the default's (its learning rate scaled alike by ``fraudvae.model.schedule.scaled_lr``)."""
     saved = fv_backends.default_batch_size
     if most is not None:
         fv_backends.default_batch_size = lambda n: max(saved(n), min(int(most), n // 10))
@@ -126,7 +126,7 @@ def _decays(decays: float | None) -> Iterator[None]:
 def _budget(steps: float | None) -> Iterator[None]:
     """The automatic schedule's epochs for ``steps`` optimizer steps (its epoch cap scaled alike).
 
-    Only the epoch count changes: ``fraudvae.schedule.TARGET_STEPS`` also sets the batch
+    Only the epoch count changes: ``fraudvae.model.schedule.TARGET_STEPS`` also sets the batch
     size of large data, which stays the default's.
     """
     saved = fv_backends.default_epochs
@@ -284,7 +284,7 @@ def main() -> int:
     run(configs, [int(s) for s in args.seeds.split(",")], args.files.split(","))
     text = "\n".join(report(seed) for seed in sorted({s for (_, _, s) in _done()}))
     print(text)
-    replace_section(ROOT / "BENCHMARKS.md", "underfit", text)
+    replace_section(ROOT / "docs" / "experiments" / "2026-12-05-underfit.md", "underfit", text)
     return 0
 
 

@@ -7,8 +7,11 @@ them call the same two steps, :meth:`VAEDetector.prepare` and
 """
 
 from fraudvae._version import __version__
-from fraudvae.detector import VAEDetector
-from fraudvae.engine import PreparedRows
+from fraudvae.data.schema import ColumnSpec, Schema
+from fraudvae.detection.detector import VAEDetector
+from fraudvae.detection.engine import PreparedRows
+from fraudvae.detection.plan import SCORINGS, ScoringPlan
+from fraudvae.detection.results import LATENT, ScoreResult
 from fraudvae.exceptions import (
     ArtifactError,
     ColumnProblem,
@@ -25,9 +28,6 @@ from fraudvae.exceptions import (
     NotFittedError,
     SchemaError,
 )
-from fraudvae.plan import SCORINGS, ScoringPlan
-from fraudvae.results import LATENT, ScoreResult
-from fraudvae.schema import ColumnSpec, Schema
 
 __all__ = [
     "LATENT",

@@ -1,4 +1,4 @@
-"""The ``fraudvae`` command: a thin layer over :mod:`fraudvae.workflows` and friends.
+"""The ``fraudvae`` command: a thin layer over :mod:`fraudvae.jobs.workflows` and friends.
 
 Every user mistake ends in one line on stderr (``fraudvae: error: ...``) and a non-zero
 exit status, never a traceback.
@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fraudvae._version import __version__
-from fraudvae.console import EpochProgress, describe_goal, describe_inits, say
 from fraudvae.exceptions import ConfigurationError, FraudVAEError
-from fraudvae.threads import ENV_VAR
+from fraudvae.jobs.console import EpochProgress, describe_goal, describe_inits, say
+from fraudvae.model.threads import ENV_VAR
 
 __all__ = ["main"]
 
@@ -27,7 +27,7 @@ EXIT_USER_ERROR = 2
 
 # ---------------------------------------------------------------------- commands
 def _cmd_train(args: argparse.Namespace) -> int:
-    from fraudvae.workflows import train_file
+    from fraudvae.jobs.workflows import train_file
 
     progress = EpochProgress(args.quiet)
     params: dict[str, Any] = {"kind": args.kind, "random_state": args.seed}
@@ -83,7 +83,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from fraudvae.workflows import evaluate_file
+    from fraudvae.jobs.workflows import evaluate_file
 
     result = evaluate_file(
         args.model,
@@ -106,7 +106,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from fraudvae.demo import run_demo
+    from fraudvae.jobs.demo import run_demo
 
     progress = EpochProgress(args.quiet)
     try:
@@ -126,10 +126,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
         "history": args.history,
     }
     if args.engine == "spark":
-        score_path = _optional("fraudvae.spark", "spark", "--engine spark").score_path
+        score_path = _optional("fraudvae.jobs.spark", "spark", "--engine spark").score_path
         summary = score_path(args.model, args.input, args.output, master=args.master, **common)
     else:
-        from fraudvae.batch import score_file
+        from fraudvae.jobs.batch import score_file
 
         summary = score_file(
             args.model, args.input, args.output, chunk_rows=args.chunk_rows, progress=not args.quiet, **common
@@ -147,8 +147,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_features_suggest(args: argparse.Namespace) -> int:
-    from fraudvae.io import read_table
-    from fraudvae.suggest import suggest_spec, write_spec
+    from fraudvae.data.io import read_table
+    from fraudvae.features.suggest import suggest_spec, write_spec
 
     text, reasons = suggest_spec(read_table(args.data), label_column=args.label_column)
     for line in reasons:

@@ -10,11 +10,11 @@ import pandas as pd
 from fastapi import Request, Response
 from pydantic import BaseModel, TypeAdapter
 
-from fraudvae.contract import SCORE_COLUMNS, score_columns
+from fraudvae.data.io import read_csv_bytes, typed_frame
+from fraudvae.data.schema import Schema
+from fraudvae.detection.contract import SCORE_COLUMNS, score_columns
+from fraudvae.detection.results import ScoreResult
 from fraudvae.exceptions import DataFileError
-from fraudvae.io import read_csv_bytes, typed_frame
-from fraudvae.results import ScoreResult
-from fraudvae.schema import Schema
 
 from . import errors
 from .errors import InvalidInput, PayloadTooLarge
@@ -107,7 +107,7 @@ def csv_frame(body: bytes, limit: int, schema: Schema) -> pd.DataFrame:
     """A ``text/csv`` body as a frame, read and typed as the batch job reads files.
 
     Arrow parses it (pandas' CSV float parser crashes the process on some exponents);
-    every column arrives as bytes and numbers are parsed safely (``fraudvae.textparse``).
+    every column arrives as bytes and numbers are parsed safely (``fraudvae.data.textparse``).
     Lines with the wrong number of fields, unknown columns, too many rows and an empty
     body are 422/413 errors that name the line or column.
     """

@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fraudvae.data.textparse import encodes_utf8, printable
 from fraudvae.exceptions import ArtifactError, DataFileError, FraudVAEError, SchemaError
-from fraudvae.textparse import encodes_utf8, printable
 
 from .schemas import FieldError
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr, WithJsonSchema, create_model
 from pydantic.types import FiniteFloat
 
-from fraudvae.schema import EXCLUDED, ColumnSpec, Schema
+from fraudvae.data.schema import EXCLUDED, ColumnSpec, Schema
 
 Number = Annotated[FiniteFloat, Field(strict=True)]
 

@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import BaseModel, TypeAdapter
 
 from fraudvae import VAEDetector
-from fraudvae.artifact import MANIFEST
-from fraudvae.results import ScoreResult
+from fraudvae.detection.artifact import MANIFEST
+from fraudvae.detection.results import ScoreResult
 
 from .errors import NotReady
 from .schemas import transaction_model

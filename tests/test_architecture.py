@@ -19,6 +19,26 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"fraudvae": ROOT / "fraudvae", "fraudvae_service": ROOT / "service"}
 MAX_MODULE_LINES = 450
 MAX_FACADE_LINES = 350
+#: The library's folders by layer, lowest first. A module imports only from its own folder and
+#: from lower layers; folders on one layer (``model`` and ``features``) are independent. The
+#: root modules: ``exceptions`` and ``_version`` sit below everything, the package's
+#: ``__init__`` (the public API) and ``cli`` (argv) above everything. ``state`` and
+#: ``monitor`` are the rooms kept for the online state store and monitoring.
+LAYERS: dict[str, int] = {
+    "fraudvae.exceptions": 0,
+    "fraudvae._version": 0,
+    "fraudvae.datasets": 0,
+    "fraudvae.data": 1,
+    "fraudvae.model": 2,
+    "fraudvae.features": 2,
+    "fraudvae.detection": 3,
+    "fraudvae.report": 4,
+    "fraudvae.state": 4,
+    "fraudvae.monitor": 5,
+    "fraudvae.jobs": 6,
+    "fraudvae.cli": 7,
+    "fraudvae": 8,
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -53,6 +73,42 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
             if target and target != name:
                 found.add(target)
     return found
+
+
+def _room(module: str) -> str:
+    """The layer entry a module belongs to: its folder (``fraudvae.model``) or a root module."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def test_every_library_module_has_a_layer() -> None:
+    rooms = {_room(name) for name in _modules() if name == "fraudvae" or name.startswith("fraudvae.")}
+    assert rooms - set(LAYERS) == set(), "a new folder or root module needs its place in LAYERS"
+
+
+def test_imports_run_down_the_layers() -> None:
+    """No module imports from a higher layer's folder, nor from a sibling folder on its own layer."""
+    modules = _modules()
+    wrong = []
+    for name, path in modules.items():
+        if not name.startswith("fraudvae."):
+            continue
+        here = _room(name)
+        for target in _imports(name, path, set(modules)):
+            there = _room(target) if target != "fraudvae" else "fraudvae"
+            if target.startswith("fraudvae_service") or there == here:
+                continue
+            if LAYERS[there] >= LAYERS[here]:
+                wrong.append(f"{name} ({here}, layer {LAYERS[here]}) imports {target} ({there}, layer {LAYERS[there]})")
+    assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [("fraudvae.model.network", "fraudvae.model"), ("fraudvae.cli", "fraudvae.cli"), ("fraudvae", "fraudvae")],
+)
+def test_a_module_belongs_to_its_folder(module: str, expected: str) -> None:
+    assert _room(module) == expected
 
 
 def test_no_module_is_over_450_lines() -> None:

@@ -25,10 +25,10 @@ import pytest
 from tqdm import tqdm
 
 from fraudvae import VAEDetector
-from fraudvae.batch import _advance, _chunks, _prefetched, score_file
+from fraudvae.data.io import read_table
 from fraudvae.datasets import make_transactions
 from fraudvae.exceptions import DataFileError
-from fraudvae.io import read_table
+from fraudvae.jobs.batch import _advance, _chunks, _prefetched, score_file
 
 pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
 

@@ -21,13 +21,13 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from fraudvae import VAEDetector
-from fraudvae.batch import score_file
-from fraudvae.behaviour import FEATURE_SPEC, describe_feature, model_frame
-from fraudvae.eventdata import DEMO_FEATURE_SPEC, make_card_events
+from fraudvae.datasets.events import DEMO_FEATURE_SPEC, make_card_events
 from fraudvae.exceptions import ConfigurationError, EventOrderError
-from fraudvae.features import compute_features, parse_spec
-from fraudvae.suggest import suggest_spec
-from fraudvae.workflows import evaluate_file, split_rows, train_file
+from fraudvae.features.behaviour import FEATURE_SPEC, describe_feature, model_frame
+from fraudvae.features.stream import compute_features, parse_spec
+from fraudvae.features.suggest import suggest_spec
+from fraudvae.jobs.batch import score_file
+from fraudvae.jobs.workflows import evaluate_file, split_rows, train_file
 
 pytestmark = pytest.mark.slow  # trains models and starts Spark: make test, not make check
 
@@ -97,7 +97,7 @@ def test_four_entry_points_give_the_same_bits(events: dict[str, Path], tmp_path:
     score_file(events["model"], events["day"], alone, keep_columns=["transaction_id"])
     assert (pd.read_parquet(alone)["anomaly_score"].to_numpy() != day.to_numpy()).any()
     # Spark: entities grouped across partitions, the same history
-    from fraudvae.spark import score_path
+    from fraudvae.jobs.spark import score_path
 
     spark_out = tmp_path / "spark.parquet"
     score_path(events["model"], events["day"], spark_out, keep_columns=["transaction_id"], history=events["history"])

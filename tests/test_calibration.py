@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fraudvae import ConfigurationError, InsufficientDataError, VAEDetector
-from fraudvae.calibration import conformal_p_values, threshold_for_fpr, threshold_from_labels
+from fraudvae.detection.calibration import conformal_p_values, threshold_for_fpr, threshold_from_labels
 
 
 def test_threshold_for_fpr_is_conformal() -> None:

@@ -178,8 +178,8 @@ def _recompute(report_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("file", "label", "normal", "extra"),
     [
-        ("fraud/carclaims.csv.gz", "FraudFound", "No", ["--drop-columns", "PolicyNumber"]),
-        ("fraud/ulb_creditcard_fraud_subset.csv.gz", "Class", "0", ["--no-compare"]),
+        ("fraud/carclaims.csv.gz", "FraudFound", "No", ["--drop-columns", "PolicyNumber", "--epochs", "4"]),
+        ("fraud/ulb_creditcard_fraud_subset.csv.gz", "Class", "0", ["--no-compare", "--epochs", "4"]),
     ],
 )
 def test_train_then_evaluate_on_real_data(shared_data: Path, tmp_path: Path, file, label, normal, extra) -> None:
@@ -354,7 +354,7 @@ def test_regression_report_ranked_features_by_two_attributions(fitted: VAEDetect
     """The heatmap coloured features by their excess over normal, the table ranked them by
     attribution (row 1570: heatmap timestamp.hour, table txn_count_1h). Both now use the
     attribution, and the report says so."""
-    from fraudvae import report as report_module
+    from fraudvae.report import html as report_module
 
     X, y = holdout
     result = fitted.score_frame(X, explain_top_k=3)
@@ -384,7 +384,7 @@ def test_regression_report_ranked_features_by_two_attributions(fitted: VAEDetect
 
 
 def _metrics(y: np.ndarray, result, det: VAEDetector) -> dict:
-    from fraudvae.evaluation import evaluate_scores
+    from fraudvae.detection.evaluation import evaluate_scores
 
     return evaluate_scores(y, result.anomaly_score, det.threshold_)
 

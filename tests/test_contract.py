@@ -1,4 +1,4 @@
-"""The output contract (fraudvae/contract.py) is what every entry point writes."""
+"""The output contract (fraudvae/detection/contract.py) is what every entry point writes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from fraudvae import VAEDetector
-from fraudvae.batch import score_file
-from fraudvae.contract import REJECT_REASON, output_columns, score_columns
+from fraudvae.detection.contract import REJECT_REASON, output_columns, score_columns
+from fraudvae.jobs.batch import score_file
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_the_batch_job_writes_the_contracts_columns(model_dir: Path, holdout, tm
 def test_sparks_output_schema_is_the_contracts_columns() -> None:
     from pyspark.sql.types import StringType, StructField, StructType
 
-    from fraudvae.spark import _output_schema
+    from fraudvae.jobs.spark import _output_schema
 
     schema = _output_schema(StructType([StructField("id", StringType())]), 3)
     assert schema.fieldNames() == ["id", *output_columns(3), REJECT_REASON]

@@ -10,9 +10,9 @@ from sklearn.metrics import roc_auc_score
 from torch.nn import functional as F
 
 from fraudvae import LATENT, SCORINGS, ConfigurationError, NotFittedError, VAEDetector
-from fraudvae.backends import design_matrix
-from fraudvae.model import SiLU, sigmoid, softplus
-from fraudvae.scoring import CHUNK_ROWS
+from fraudvae.model.backends import design_matrix
+from fraudvae.model.network import SiLU, sigmoid, softplus
+from fraudvae.model.scoring import CHUNK_ROWS
 
 
 @pytest.mark.parametrize("scoring", SCORINGS)

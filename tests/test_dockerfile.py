@@ -60,3 +60,34 @@ def test_the_image_installs_the_service_extra() -> None:
     """``fraudvae serve`` needs fastapi and uvicorn, which only the ``service`` extra brings."""
     assert re.search(r'pip install [^\n]*"/src\[service\]"', TEXT)
     assert "service" in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+
+def _package_folders() -> set[str]:
+    """Every folder of the library and the service that holds an ``__init__.py``, as a package name."""
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "fraudvae").rglob("__init__.py")}
+    found |= {
+        "fraudvae_service" + "".join(f".{x}" for x in p.parent.relative_to(ROOT / "service").parts)
+        for p in (ROOT / "service").rglob("__init__.py")
+    }
+    return found
+
+
+def test_regression_a_new_layer_folder_missing_from_the_package_list() -> None:
+    """pyproject names packages one by one: a folder left out installs without its modules
+    (fine in an editable install, broken in the image and in ``pip install fraudvae``)."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    assert listed == _package_folders()
+
+
+def test_the_dependency_stage_stubs_every_package() -> None:
+    """The stage that installs dependencies before the code builds the project from empty
+    ``__init__.py`` files; setuptools refuses a listed package whose folder is missing."""
+    stubbed = re.search(r"for p in (.*?); do", TEXT, flags=re.S)
+    assert stubbed is not None
+    folders = {
+        f.replace("/", ".").replace("service", "fraudvae_service", 1)
+        if f.startswith("service")
+        else f.replace("/", ".")
+        for f in stubbed.group(1).replace("\\", " ").split()
+    }
+    assert folders == _package_folders()

@@ -15,10 +15,10 @@ import torch
 from sklearn.base import clone
 
 from fraudvae import VAEDetector
-from fraudvae.backends import to_inputs
+from fraudvae.detection.plan import IWAE_DEFAULT_DRAWS, ScoringPlan
 from fraudvae.exceptions import ConfigurationError, NotCalibratedError
-from fraudvae.model import run_chunked
-from fraudvae.plan import IWAE_DEFAULT_DRAWS, ScoringPlan
+from fraudvae.model.backends import to_inputs
+from fraudvae.model.network import run_chunked
 
 
 @pytest.fixture(scope="module")

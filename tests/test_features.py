@@ -1,4 +1,4 @@
-"""Behavioural features (``fraudvae.features``): every value against a brute-force computation.
+"""Behavioural features (``fraudvae.features.stream``): every value against a brute-force computation.
 
 The stream is built by hand: two-key entities, events at the same instant (ties are not
 each other's past), missing keys, times and values, and windows that open and close.
@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from fraudvae.exceptions import ConfigurationError, DataError, EventOrderError
-from fraudvae.features import FeatureStream, compute_features, load_spec, parse_spec
-from fraudvae.suggest import suggest_spec
+from fraudvae.features.stream import FeatureStream, compute_features, load_spec, parse_spec
+from fraudvae.features.suggest import suggest_spec
 
 SPEC = {
     "time": {"column": "t"},

@@ -32,12 +32,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fraudvae import VAEDetector
-from fraudvae.batch import score_file
+from fraudvae.data.inference import infer_schema
+from fraudvae.data.io import read_table, write_table
+from fraudvae.data.textparse import parse_numbers
 from fraudvae.datasets import make_transactions
 from fraudvae.exceptions import DataFileError, FraudVAEError
-from fraudvae.inference import infer_schema
-from fraudvae.io import read_table, write_table
-from fraudvae.textparse import parse_numbers
+from fraudvae.jobs.batch import score_file
 from tests.conftest import a_transaction
 from tests.test_service_process import start_server
 
@@ -249,7 +249,7 @@ def test_regression_outputs_were_created_mode_0600(tmp_path: Path, umask: int) -
     script = (
         "import os, sys, pandas as pd\n"
         f"os.umask({umask})\n"
-        "from fraudvae.io import write_table\n"
+        "from fraudvae.data.io import write_table\n"
         "write_table(pd.DataFrame({'a': [1]}), sys.argv[1])\n"
     )
     target = tmp_path / "out.csv"

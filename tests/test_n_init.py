@@ -1,7 +1,7 @@
 """``n_init``: several initialisations on one validation split, the lowest validation loss kept.
 
-The weights' initialisation is most of a fit's seed-to-seed spread (BENCHMARKS.md, "The
-numeric likelihood"); these tests pin what the parameter promises: init ``k`` is exactly
+The weights' initialisation is most of a fit's seed-to-seed spread (docs/experiments/2026-12-03-initialisations.md, "The
+seed spread's cause"); these tests pin what the parameter promises: init ``k`` is exactly
 the fit a single detector makes from seed ``random_state + 1000 k`` on the same rows, the
 kept one has the lowest validation loss, and the choice survives saving and loading.
 """
@@ -18,9 +18,9 @@ import pytest
 from sklearn.base import clone
 
 from fraudvae import VAEDetector
-from fraudvae.artifact import file_sha256
+from fraudvae.detection.artifact import file_sha256
+from fraudvae.detection.fitting import INIT_SEED_STRIDE, best_init
 from fraudvae.exceptions import ConfigurationError, IncompatibleArtifactError
-from fraudvae.fitting import INIT_SEED_STRIDE, best_init
 
 SEED = 5
 N_INIT = 3

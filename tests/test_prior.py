@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from fraudvae import VAEDetector
-from fraudvae.backends import to_inputs
 from fraudvae.exceptions import ConfigurationError
-from fraudvae.losses import kl_diag_normal, kl_mixture_bound, log_mixture, log_normal
-from fraudvae.scoring import seq_logsumexp, seq_sum
-from fraudvae.training import _loss_terms
+from fraudvae.model.backends import to_inputs
+from fraudvae.model.losses import kl_diag_normal, kl_mixture_bound, log_mixture, log_normal
+from fraudvae.model.scoring import seq_logsumexp, seq_sum
+from fraudvae.model.training import _loss_terms
 
 
 def _posterior(n: int, latent: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

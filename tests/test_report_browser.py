@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from fraudvae.demo import run_demo
+from fraudvae.jobs.demo import run_demo
 
 pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
 

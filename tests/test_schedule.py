@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from fraudvae import VAEDetector
-from fraudvae.schedule import MAX_BATCH, MIN_EPOCHS, SMALL_BATCH, TARGET_STEPS, default_batch_size
+from fraudvae.model.schedule import MAX_BATCH, MIN_EPOCHS, SMALL_BATCH, TARGET_STEPS, default_batch_size
 
 
 @pytest.mark.parametrize(

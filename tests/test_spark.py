@@ -13,9 +13,9 @@ import pytest
 from pyspark.sql import SparkSession
 
 from fraudvae import VAEDetector
+from fraudvae.data.io import read_table
 from fraudvae.datasets import make_transactions
-from fraudvae.io import read_table
-from fraudvae.spark import score_dataframe, spark_session
+from fraudvae.jobs.spark import score_dataframe, spark_session
 
 pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
 

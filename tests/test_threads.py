@@ -13,7 +13,7 @@ import torch
 
 from fraudvae import VAEDetector
 from fraudvae.exceptions import ConfigurationError
-from fraudvae.threads import ENV_VAR, FLOPS_PER_THREAD, available_cpus, choose_threads, torch_threads
+from fraudvae.model.threads import ENV_VAR, FLOPS_PER_THREAD, available_cpus, choose_threads, torch_threads
 
 CPUS = len(os.sched_getaffinity(0))
 
@@ -24,7 +24,7 @@ def no_override(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_affinity_is_honoured() -> None:
-    script = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); from fraudvae.threads import available_cpus; print(available_cpus())"
+    script = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); from fraudvae.model.threads import available_cpus; print(available_cpus())"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "1"
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudvae.preprocessing import _clock_parts
-from fraudvae.schema import ColumnSpec, _plain_iso_times, normalize_column
+from fraudvae.data.preprocessing import _clock_parts
+from fraudvae.data.schema import ColumnSpec, _plain_iso_times, normalize_column
 
 SPEC = ColumnSpec(name="t", kind="datetime", nullable=True)
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from fraudvae import VAEDetector
-from fraudvae.model import Inputs, TabularVAE
-from fraudvae.training import TrainConfig, evaluate_loss, train
+from fraudvae.model.network import Inputs, TabularVAE
+from fraudvae.model.training import TrainConfig, evaluate_loss, train
 from tests.conftest import load_ulb
 
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from fraudvae._version import __version__
-from fraudvae.calibration import calibration_summary
+from fraudvae.detection.calibration import calibration_summary
 
 from ..deps import ERROR_RESPONSES, KEYED, MetricsDep, ModelDep, require_admin_key
 from ..schemas import ErrorResponse, ModelInfo, ReloadRequest, ReloadResponse

@@ -1,0 +1,1 @@
+"""The offline evaluation report (``report.json`` and a self-contained ``report.html``)."""
