@@ -16,9 +16,12 @@ one line.
     │   └── NotCalibratedError             a scoring plan without a calibrated threshold
     ├── NotFittedError                     scoring before ``fit`` (also sklearn's
     │                                      ``NotFittedError``)
-    └── ArtifactError (OSError)            a model directory cannot be used
-        ├── IntegrityError                 a file is modified, truncated or missing
-        └── IncompatibleArtifactError      written by an unsupported format version
+    ├── ArtifactError (OSError)            a model directory cannot be used
+    │   ├── IntegrityError                 a file is modified, truncated or missing
+    │   └── IncompatibleArtifactError      written by an unsupported format version
+    └── StateError                         the online state store cannot serve a request
+        ├── StateUnavailableError (OSError)   unreachable or failing: nothing scored (HTTP 503)
+        └── StateIncompatibleError         holds another spec's history (also ConfigurationError)
 
     FraudVAEWarning (UserWarning)
     └── DataWarning                        suspicious but usable data
@@ -47,6 +50,9 @@ __all__ = [
     "NotCalibratedError",
     "NotFittedError",
     "SchemaError",
+    "StateError",
+    "StateIncompatibleError",
+    "StateUnavailableError",
 ]
 
 
@@ -139,3 +145,15 @@ class FraudVAEWarning(UserWarning):
 
 class DataWarning(FraudVAEWarning):
     """The data is usable but probably not what the caller meant (constant or label-like columns)."""
+
+
+class StateError(FraudVAEError):
+    """The online state store (behavioural features' history) cannot serve this request."""
+
+
+class StateUnavailableError(StateError, OSError):
+    """The state store cannot be reached or answered with an error: nothing was scored or recorded."""
+
+
+class StateIncompatibleError(StateError, ConfigurationError):
+    """The state store holds the history of another feature spec (or another record format)."""

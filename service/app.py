@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(settings.torch_threads)
-        holder.swap(await run_in_threadpool(load_model, settings.model_dir))
+        holder.swap(await run_in_threadpool(load_model, settings.model_dir, settings))
         log.info("model %s loaded from %s", holder.get().version, settings.model_dir)
         yield
 

@@ -1,7 +1,8 @@
 """Every error response is made here: exceptions map to HTTP statuses in one place.
 
 No client input reaches a 500: validation problems are 422 with one entry per field,
-size limits 413, content types 415, keys 401/403, an unloaded model 503. A genuine bug
+size limits 413, content types 415, keys 401/403, an unloaded model or an unreachable state
+store 503, a state store of another feature spec 409. A genuine bug
 is a 500 carrying only the request id (the traceback goes to the log, never the client).
 
 Every error body passes through :func:`json_safe`: a value echoed back (``1e999``, which
@@ -22,7 +23,14 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fraudvae.data.textparse import encodes_utf8, printable
-from fraudvae.exceptions import ArtifactError, DataFileError, FraudVAEError, SchemaError
+from fraudvae.exceptions import (
+    ArtifactError,
+    DataFileError,
+    FraudVAEError,
+    SchemaError,
+    StateIncompatibleError,
+    StateUnavailableError,
+)
 
 from .schemas import FieldError
 
@@ -172,6 +180,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DataFileError)
     async def _unreadable(request: Request, exc: DataFileError) -> JSONResponse:
         return error_response(request, [field_error(None, None, "a readable CSV document", str(exc))], 422)
+
+    @app.exception_handler(StateUnavailableError)
+    async def _state_down(request: Request, exc: StateUnavailableError) -> JSONResponse:
+        # Never a score computed without its history: the request is refused whole.
+        return error_response(request, f"state store unavailable: {exc}", 503, {"Retry-After": "1"})
+
+    @app.exception_handler(StateIncompatibleError)
+    async def _state_other_spec(request: Request, exc: StateIncompatibleError) -> JSONResponse:
+        return error_response(request, f"state store refused: {exc}", 409)
 
     @app.exception_handler(FraudVAEError)
     async def _library(request: Request, exc: FraudVAEError) -> JSONResponse:

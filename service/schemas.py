@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, S
 from pydantic.types import FiniteFloat
 
 from fraudvae.data.schema import EXCLUDED, ColumnSpec, Schema
+from fraudvae.features.spec import FeatureSpec
 
 Number = Annotated[FiniteFloat, Field(strict=True)]
 
@@ -62,10 +63,47 @@ def _python_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def transaction_model(schema: Schema) -> type[BaseModel]:
+#: Fields of a raw event's request that are not columns: its id, and whether to record it.
+CONTROL_FIELDS = ("event_id", "record")
+#: A raw event's column the model does not type (an entity key, the spec's time or value column).
+RawValue = StrictStr | Annotated[int, Field(strict=True)] | Number | None
+
+
+def event_model(schema: Schema, spec: FeatureSpec, id_column: str | None) -> tuple[type[BaseModel], tuple[str, ...]]:
+    """The request of a model trained with a feature spec: its raw event, and the event's columns.
+
+    The derived columns are the service's to compute and are refused; the spec's own columns
+    (keys, time, values) are required; ``event_id`` (unless ``id_column`` names the event)
+    and ``record`` are control fields.
+    """
+    derived = set(spec.feature_names())
+    kept = tuple(c for c in schema.columns if c.name not in derived)
+    own = {c.name for c in kept}
+    extra = [c for c in sorted(spec.columns_used() | ({id_column} if id_column else set())) if c not in own]
+    columns = tuple([c.name for c in kept] + extra)
+    fields: dict[str, Any] = {
+        name: (RawValue, Field(..., alias=name, description="raw event column used by the feature spec"))
+        for name in extra
+    }
+    if id_column is None and "event_id" not in columns:
+        fields["event_id"] = (
+            StrictStr | Annotated[int, Field(strict=True)] | None,
+            Field(None, alias="event_id", description="This event's id: a retry with the same id is counted once."),
+        )
+    if "record" not in columns:
+        fields["record"] = (
+            StrictBool,
+            Field(True, alias="record", description="false: score from the history as it stands, record nothing."),
+        )
+    return transaction_model(Schema(kept), fields), columns
+
+
+def transaction_model(schema: Schema, extra: dict[str, Any] | None = None) -> type[BaseModel]:
     """A pydantic model with one field per training column (aliased to the real name)."""
     fields: dict[str, Any] = {}
     taken: set[str] = set()
+    for name, definition in (extra or {}).items():
+        fields[_python_name(name, taken)] = definition
     for spec in schema.columns:
         if spec.encoding == EXCLUDED:
             # Accepted (clients send whole records) and ignored: the model leaves it out.
@@ -107,6 +145,11 @@ class RowScore(BaseModel):
     p_value: float = Field(description="Conformal p-value against held-out normal rows (small = unusual).")
     components: ScoreComponents
     top_features: list[FeatureContribution]
+    event_id: str | None = Field(None, description="A spec model's event id (null for a what-if).")
+    late: bool | None = Field(
+        None, description="A spec model's event older than its entity's newest recorded one (README: late events)."
+    )
+    replayed: bool | None = Field(None, description="A retried event id: the stored answer, nothing counted twice.")
 
 
 class ScoreResponse(RowScore):
@@ -153,6 +196,11 @@ class ModelInfo(BaseModel):
     )
     calibration: dict[str, Any]
     training: dict[str, Any]
+    state: dict[str, Any] | None = Field(
+        None,
+        description="A spec model's state store: kind, url (no password), entities, events, expiries, read and "
+        "write latency (ms, p50/p99 of this worker's last requests); null for a model without a spec.",
+    )
 
     model_config = ConfigDict(populate_by_name=True)
 

@@ -19,10 +19,16 @@ __all__ = ["run_server"]
 
 
 def run_server(options: dict[str, object]) -> int:
-    """Start the service; ``options`` (model, host, port, workers; None = unset) win over ``FRAUDVAE_*``."""
+    """Start the service; ``options`` (model, host, port, workers, state; None = unset) win over ``FRAUDVAE_*``."""
 
     # Command-line options win over FRAUDVAE_* variables; workers inherit them through the environment.
-    for option, var in (("model", "MODEL_DIR"), ("host", "HOST"), ("port", "PORT"), ("workers", "WORKERS")):
+    for option, var in (
+        ("model", "MODEL_DIR"),
+        ("host", "HOST"),
+        ("port", "PORT"),
+        ("workers", "WORKERS"),
+        ("state", "STATE_URL"),
+    ):
         value = options.get(option)
         if value is not None:
             os.environ[f"FRAUDVAE_{var}"] = str(value)

@@ -33,6 +33,20 @@ class Settings(BaseSettings):
         description="How long an idle keep-alive connection stays open. Longer than a load balancer's idle "
         "timeout (60 s is common), so the server never closes a connection the balancer is about to reuse.",
     )
+    state_url: str | None = Field(
+        None,
+        description="State store of a model trained with a feature spec: sqlite:///path.sqlite (one machine, "
+        "any number of workers) or redis://host:port/db[?prefix=NAME] (a fleet). Default: a SQLite file "
+        "beside the model directory (MODEL.state.sqlite).",
+    )
+    event_id_column: str | None = Field(
+        None,
+        description="The raw event's column that identifies it (a spec model records each event once per id); "
+        'without it, a request names each event with an "event_id" field.',
+    )
+    state_event_ttl_seconds: float = Field(
+        7 * 86400.0, gt=0, description="How long a recorded event id is remembered (retries answered from the store)."
+    )
     log_level: str = Field("info", pattern="^(critical|error|warning|info|debug)$", description="uvicorn log level.")
 
     @field_validator("api_keys", mode="before")

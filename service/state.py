@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from dataclasses import dataclass
@@ -14,11 +15,17 @@ from pydantic import BaseModel, TypeAdapter
 from fraudvae import VAEDetector
 from fraudvae.detection.artifact import MANIFEST
 from fraudvae.detection.results import ScoreResult
+from fraudvae.exceptions import StateUnavailableError
+from fraudvae.features.behaviour import model_spec
+from fraudvae.features.spec import FeatureSpec
+from fraudvae.state import StateStore, default_state_url, open_store
+from fraudvae.state.online import OnlineScorer
 
 from .errors import NotReady
-from .schemas import transaction_model
+from .schemas import event_model, transaction_model
+from .settings import Settings
 
-__all__ = ["LoadedModel", "Metrics", "ModelHolder", "load_model"]
+__all__ = ["LoadedModel", "Metrics", "ModelHolder", "OnlineState", "load_model"]
 
 
 @dataclass(frozen=True)
@@ -32,13 +39,66 @@ class LoadedModel:
     row_adapter: TypeAdapter[Any]
     batch_adapter: TypeAdapter[Any]
     expected: dict[str, str]
+    #: A model trained with a feature spec: its raw event columns (the request's fields, in
+    #: frame order), the column naming an event (or None: the request's "event_id"), its store.
+    spec: FeatureSpec | None = None
+    event_columns: tuple[str, ...] = ()
+    id_column: str | None = None
+    state: OnlineState | None = None
+
+    @property
+    def frame_columns(self) -> list[str]:
+        return list(self.event_columns) if self.spec is not None else self.detector.schema_.names
 
 
-def load_model(model_dir: Path) -> LoadedModel:
-    """Load and verify a model directory, and build its request schema."""
+class OnlineState:
+    """A spec model's store and its scorer, bound to the model's spec on first use.
+
+    The store may be unreachable when the model loads (Redis still starting): the model
+    serves nothing that needs the state until it answers (``/ready`` says so, ``/score`` 503).
+    """
+
+    def __init__(self, detector: VAEDetector, store: StateStore) -> None:
+        self.detector, self.store = detector, store
+        self._scorer: OnlineScorer | None = None
+        self._lock = threading.Lock()
+
+    def scorer(self) -> OnlineScorer:
+        scorer = self._scorer
+        if scorer is None:
+            with self._lock:
+                if self._scorer is None:
+                    self._scorer = OnlineScorer(self.detector, self.store)  # binds: may refuse the store
+                scorer = self._scorer
+        return scorer
+
+    def ready(self) -> None:
+        """Raise :class:`StateUnavailableError` unless the store answers and is bound."""
+        self.store.ping()
+        self.scorer()
+
+
+def load_model(model_dir: Path, settings: Settings | None = None) -> LoadedModel:
+    """Load and verify a model directory, build its request schema, and open its state store."""
     detector = VAEDetector.load(str(model_dir))
     digest = hashlib.sha256((model_dir / MANIFEST).read_bytes()).hexdigest()[:12]
-    row_model = transaction_model(detector.schema_)
+    spec = model_spec(detector.extra_documents_)
+    expected = {c.name: c.expected for c in detector.schema_.columns}
+    state = None
+    id_column = settings.event_id_column if settings else None
+    if spec is None:
+        row_model = transaction_model(detector.schema_)
+        event_columns: tuple[str, ...] = ()
+    else:
+        row_model, event_columns = event_model(detector.schema_, spec, id_column)
+        expected |= {c: "a value of the raw event (text or number)" for c in event_columns if c not in expected}
+        url = (settings.state_url if settings else None) or default_state_url(model_dir)
+        ttl = settings.state_event_ttl_seconds if settings else 7 * 86400.0
+        state = OnlineState(detector, open_store(url, event_ttl=ttl))
+        # A store of another spec is refused now, before this model serves; one that is
+        # unreachable for now is not: /ready and /score say so until it answers.
+        with contextlib.suppress(StateUnavailableError):
+            state.scorer()
     return LoadedModel(
         detector=detector,
         model_dir=model_dir,
@@ -46,7 +106,11 @@ def load_model(model_dir: Path) -> LoadedModel:
         row_model=row_model,
         row_adapter=TypeAdapter(row_model),
         batch_adapter=TypeAdapter(list[row_model]),  # type: ignore[valid-type]
-        expected={c.name: c.expected for c in detector.schema_.columns},
+        expected=expected,
+        spec=spec,
+        event_columns=event_columns,
+        id_column=id_column,
+        state=state,
     )
 
 
@@ -100,9 +164,31 @@ class Metrics:
         )
         self._rows_total = 0
         self._flagged_total = 0
+        self.state = Gauge(
+            "fraudvae_state",
+            "A spec model's state store: entities, events recorded, expiries (whole store), and read/write "
+            "latency p50 and p99 in seconds (this worker).",
+            ["kind", "measure"],
+            registry=self.registry,
+        )
+        self.state_up = Gauge("fraudvae_state_up", "1 when the state store answers.", registry=self.registry)
         self.reloads = Counter(
             "fraudvae_model_reloads_total", "Model reloads by outcome.", ["outcome"], registry=self.registry
         )
+
+    def observe_state(self, store: StateStore) -> None:
+        """Refresh the state gauges (on each scrape)."""
+        try:
+            stats = store.stats()
+        except StateUnavailableError:
+            self.state_up.set(0)
+            return
+        self.state_up.set(1)
+        for measure in ("entities", "events", "expiries"):
+            self.state.labels(stats["kind"], measure).set(stats[measure])
+        for measure in ("read_ms_p50", "read_ms_p99", "write_ms_p50", "write_ms_p99"):
+            if stats[measure] is not None:
+                self.state.labels(stats["kind"], measure.replace("_ms_", "_seconds_")).set(stats[measure] / 1000)
 
     def observe_scores(self, result: ScoreResult) -> None:
         self.rows.inc(len(result))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,88 @@ def other_model_dir(normal_train: pd.DataFrame, tmp_path_factory: pytest.TempPat
 
 def a_transaction() -> dict[str, object]:
     return example_transaction()
+
+
+# ---------------------------------------------------------------------- online state
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``redis-server`` (Debian's, installed by scripts/install-system-deps.sh) on a free port."""
+    import shutil
+    import subprocess
+    import time
+
+    import redis
+
+    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+    assert Path(exe).exists(), "redis-server is installed by scripts/install-system-deps.sh (make test runs it)"
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+    client.close()
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store of the kind the test is parametrized with (``sqlite`` or ``redis``)."""
+    import uuid
+
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.sqlite'}"
+    return f"{request.getfixturevalue('redis_url')}?prefix=t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def card_events() -> pd.DataFrame:
+    """The demo's raw card events, in time order (ties kept in generation order)."""
+    from fraudvae.datasets.events import make_card_events
+
+    return make_card_events(6000, random_state=0).sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def spec_model_dir(card_events: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small model trained with the demo's feature spec on the first 4,000 events (read-only)."""
+    from fraudvae.datasets.events import DEMO_FEATURE_SPEC
+    from fraudvae.jobs.workflows import train_file
+
+    root = tmp_path_factory.mktemp("spec_model")
+    card_events.iloc[:4000].to_csv(root / "events.csv", index=False)
+    (root / "features.toml").write_text(DEMO_FEATURE_SPEC, encoding="utf-8")
+    train_file(
+        root / "events.csv",
+        root / "model",
+        label_column="is_fraud",
+        normal_value="0",
+        time_column="timestamp",
+        drop_columns=["transaction_id"],
+        features=root / "features.toml",
+        compare=False,
+        max_epochs=4,
+        random_state=0,
+        log=lambda line: None,
+    )
+    return root / "model"

@@ -54,6 +54,13 @@ def test_readme_shell_blocks_run(tmp_path: Path) -> None:
     )
     try:
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        # make demo wrote its data, spec, model and report (the report's rendering is
+        # tests/test_report_browser.py's).
+        demo = ROOT / "demo_output"
+        for name in ("transactions.csv", "events.csv", "features.toml", "model/manifest.json"):
+            assert (demo / name).stat().st_size > 0, name
+        for name in ("report.html", "report.json", "scores.csv"):
+            assert (demo / "report" / name).stat().st_size > 0, name
         assert (ROOT / "reports" / "cards" / "report.html").exists()
         assert (ROOT / "scored" / "cards.parquet").exists() and (ROOT / "scored" / "cards_spark.parquet").is_dir()
         # The responses shown in the README have the shape the service really returns.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 
 from ..deps import MetricsDep
 from ..schemas import ErrorResponse
@@ -16,9 +17,16 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="Readiness: a model is loaded.", responses={503: {"model": ErrorResponse}})
+@router.get(
+    "/ready",
+    summary="Readiness: a model is loaded (and a spec model's state store answers).",
+    responses={503: {"model": ErrorResponse}},
+)
 async def ready(request: Request) -> dict[str, str]:
-    return {"status": "ready", "model_version": request.app.state.holder.get().version}
+    model = request.app.state.holder.get()
+    if model.state is not None:
+        await run_in_threadpool(model.state.ready)  # StateUnavailableError: 503
+    return {"status": "ready", "model_version": model.version}
 
 
 @router.get(
@@ -27,5 +35,8 @@ async def ready(request: Request) -> dict[str, str]:
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
 )
-async def prometheus(metrics: MetricsDep) -> Response:
+async def prometheus(request: Request, metrics: MetricsDep) -> Response:
+    holder = request.app.state.holder
+    if holder.ready and holder.get().state is not None:
+        await run_in_threadpool(metrics.observe_state, holder.get().state.store)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -12,10 +12,11 @@ from starlette.concurrency import run_in_threadpool
 
 from fraudvae._version import __version__
 from fraudvae.detection.calibration import calibration_summary
+from fraudvae.exceptions import StateUnavailableError
 
 from ..deps import ERROR_RESPONSES, KEYED, MetricsDep, ModelDep, require_admin_key
 from ..schemas import ErrorResponse, ModelInfo, ReloadRequest, ReloadResponse
-from ..state import load_model
+from ..state import LoadedModel, load_model
 
 log = logging.getLogger("fraudvae.service")
 router = APIRouter(tags=["model"])
@@ -52,7 +53,18 @@ async def model_info(model: ModelDep) -> dict[str, Any]:
         "column_roles": det.schema_.roles(),
         "calibration": calibration_summary(det.calibration_),
         "training": training,
+        "state": await run_in_threadpool(_state_stats, model),
     }
+
+
+def _state_stats(model: LoadedModel) -> dict[str, Any] | None:
+    """The state store of a spec model (kind, entities, events, expiries, latency), or None."""
+    if model.state is None:
+        return None
+    try:
+        return model.state.store.stats()
+    except StateUnavailableError as exc:
+        return {"kind": model.state.store.kind, "url": model.state.store.redacted_url(), "error": str(exc)}
 
 
 @router.post(
@@ -66,7 +78,7 @@ async def reload(request: Request, metrics: MetricsDep, body: ReloadRequest | No
     holder = request.app.state.holder
     target = Path(body.model_dir) if body and body.model_dir else holder.get().model_dir
     try:
-        new = await run_in_threadpool(load_model, target)
+        new = await run_in_threadpool(load_model, target, request.app.state.settings)
     except Exception:
         metrics.reloads.labels("refused").inc()
         raise  # mapped to 422 by the handlers; the old model keeps serving

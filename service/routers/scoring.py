@@ -13,6 +13,7 @@ from .. import errors
 from ..bodies import csv_frame, json_response, media_type, parse_json, read_body, row_results, rows_to_frame
 from ..deps import ERROR_RESPONSES, KEYED, MetricsDep, ModelDep, SettingsDep
 from ..errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from ..events import score_events, validate_events
 from ..schemas import BatchResponse, ScoreResponse
 
 router = APIRouter(tags=["scoring"])
@@ -30,6 +31,11 @@ async def score(request: Request, model: ModelDep, settings: SettingsDep, metric
     if media_type(request) != "application/json":
         raise UnsupportedMediaType(f"content type {media_type(request) or 'none'!r}; expected application/json")
     body = parse_json(await read_body(request, settings.max_body_bytes))
+    if model.spec is not None:  # a raw event: its features come from the state store
+        frame, ids, record = validate_events([body], model, batch=False)
+        rows, result = score_events(frame, ids, record, model, settings.explain_top_k)
+        metrics.observe_scores(result)
+        return json_response({**rows[0], "model_version": model.version, "request_id": request.state.request_id})
     try:
         row = model.row_adapter.validate_python(body)
     except ValidationError as exc:
@@ -37,7 +43,7 @@ async def score(request: Request, model: ModelDep, settings: SettingsDep, metric
     frame = rows_to_frame([row], model)
     # Inline, not in the thread pool: one row takes a few milliseconds on the worker's one
     # torch thread, and the hop to a pool thread and back made /score slower, not faster
-    # (BENCHMARKS.md, "HTTP service"). Batches, which take longer, still go to the pool.
+    # (docs/experiments/2026-11-23-http-service.md). Batches, which take longer, still go to the pool.
     result = model.detector.score_frame(frame, explain_top_k=settings.explain_top_k, warn_extra=False)
     metrics.observe_scores(result)
     return json_response(
@@ -72,11 +78,33 @@ async def batch_score(request: Request, model: ModelDep, settings: SettingsDep, 
             raise PayloadTooLarge(f"batch of {len(rows)} rows exceeds the limit of {limit} rows")
         if isinstance(rows, list) and not rows:
             raise InvalidInput([errors.field_error(None, [], "at least one transaction", "empty batch")])
+        if model.spec is not None:
+            if not isinstance(rows, list):
+                raise InvalidInput([errors.field_error(None, None, "a JSON array of events", "not an array")])
+            frame, ids, record = validate_events(rows, model, batch=True)
+            answers, result = await run_in_threadpool(score_events, frame, ids, record, model, settings.explain_top_k)
+            metrics.observe_scores(result)
+            return json_response(
+                {
+                    "results": answers,
+                    "summary": {
+                        "rows": len(result),
+                        "flagged": int(np.sum(result.is_anomaly)),
+                        "elapsed_ms": (time.perf_counter() - started) * 1000,
+                    },
+                    "model_version": model.version,
+                    "request_id": request.state.request_id,
+                }
+            )
         try:
             validated = model.batch_adapter.validate_python(rows)
         except ValidationError as exc:
             raise InvalidInput(errors.pydantic_errors(exc, row_offset=True, expected=model.expected)) from exc
         frame = rows_to_frame(validated, model)
+    elif model.spec is not None:
+        raise UnsupportedMediaType(
+            "a model with a feature spec takes its raw events as a JSON array (each with its event id), not CSV"
+        )
     else:
         frame = csv_frame(body, limit, model.detector.schema_)
     result = await run_in_threadpool(

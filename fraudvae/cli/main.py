@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fraudvae._version import __version__
+from fraudvae.cli.state import add_state_commands, add_state_option
 from fraudvae.exceptions import ConfigurationError, FraudVAEError
 from fraudvae.jobs.console import EpochProgress, describe_goal, describe_inits, say
 from fraudvae.model.threads import ENV_VAR
@@ -163,7 +164,7 @@ def _cmd_features_suggest(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     server = _optional("fraudvae_service.server", "service", "fraudvae serve")
-    return int(server.run_server({k: getattr(args, k) for k in ("model", "host", "port", "workers")}))
+    return int(server.run_server({k: getattr(args, k) for k in ("model", "host", "port", "workers", "state")}))
 
 
 def _optional(module: str, extra: str, feature: str) -> Any:
@@ -383,8 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1, or FRAUDVAE_HOST)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000, or FRAUDVAE_PORT)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default 1, or FRAUDVAE_WORKERS)")
+    add_state_option(p)
     _threads_option(p)
     p.set_defaults(func=_cmd_serve)
+    add_state_commands(sub)
     return parser
 
 
@@ -439,7 +442,3 @@ def _show_warning(
 
 
 _shown: set[str] = set()
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""Raw events for a model trained with a feature spec: validated here, featured from the state store.
+
+The request carries the raw event (the spec's input columns); the derived columns are the
+service's to compute and a request that sends one is refused (422), so no client can smuggle
+its own velocity counts. The library does the rest: :class:`~fraudvae.state.online.OnlineScorer`
+reads and records the entities' history in one store transaction, and the detector scores
+the raw columns plus the features exactly as the batch job does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+from pydantic import ValidationError
+
+from . import errors
+from .bodies import row_results
+from .errors import InvalidInput, NotReady
+from .state import LoadedModel
+
+__all__ = ["score_events", "validate_events"]
+
+
+def validate_events(
+    bodies: list[Any], model: LoadedModel, *, batch: bool
+) -> tuple[pd.DataFrame, list[str] | None, bool]:
+    """The events as a frame (event columns, in order), their ids, and whether to record them."""
+    derived = set(model.spec.feature_names()) if model.spec is not None else set()
+    smuggled = [
+        errors.field_error(
+            name,
+            body[name],
+            "no such field: the service computes it from the entity's recorded history",
+            f"{name!r} is derived by the model's feature spec; send the raw event only",
+            i if batch else None,
+        )
+        for i, body in enumerate(bodies)
+        if isinstance(body, dict)
+        for name in body
+        if name in derived
+    ]
+    if smuggled:
+        raise InvalidInput(smuggled)
+    try:
+        rows = model.batch_adapter.validate_python(bodies) if batch else [model.row_adapter.validate_python(bodies[0])]
+    except ValidationError as exc:
+        raise InvalidInput(errors.pydantic_errors(exc, row_offset=batch, expected=model.expected)) from exc
+    dumped = [r.model_dump(by_alias=True) for r in rows]
+    flags = {bool(d.get("record", True)) for d in dumped}
+    if len(flags) > 1:
+        raise InvalidInput(
+            [errors.field_error("record", None, "the same value for every event of a batch", "mixed record flags")]
+        )
+    record = flags.pop() if flags else True
+    id_field = model.id_column or "event_id"
+    ids = [d.get(id_field) for d in dumped]
+    if record:
+        missing = [i for i, v in enumerate(ids) if v is None or (isinstance(v, str) and not v.strip())]
+        if missing:
+            raise InvalidInput(
+                [
+                    errors.field_error(
+                        id_field,
+                        ids[i],
+                        "this event's id (text or integer): a recorded event is counted once per id",
+                        f'{id_field!r} is missing; send it, or "record": false for a what-if',
+                        i if batch else None,
+                    )
+                    for i in missing[:50]
+                ]
+            )
+    frame = pd.DataFrame.from_records(dumped, columns=list(model.event_columns))
+    return frame, ([str(v) for v in ids] if record else None), record
+
+
+def score_events(
+    frame: pd.DataFrame, ids: list[str] | None, record: bool, model: LoadedModel, top_k: int
+) -> tuple[list[dict[str, Any]], Any]:
+    """One answer per event (stored answers for retried ids), and the detector's result."""
+    if model.state is None:  # pragma: no cover (a spec model always has a state)
+        raise NotReady("the model's state store is not open")
+    scorer = model.state.scorer()
+    online = scorer.features(frame, ids, record=record)
+    result = model.detector.score_frame(online.frame, explain_top_k=top_k, warn_extra=False)
+    rows = row_results(result, top_k)
+    answers: dict[str, str] = {}
+    for i, row in enumerate(rows):
+        row["late"] = bool(online.late[i])
+        row["replayed"] = i in online.replayed
+        row["event_id"] = ids[i] if ids is not None else None
+        stored = online.replayed.get(i)
+        if stored is not None:
+            rows[i] = {**json.loads(stored), "replayed": True}
+        elif ids is not None:  # a new event, or a recorded one whose answer was never stored
+            answers.setdefault(ids[i], json.dumps(row))
+    if record:
+        scorer.remember(answers)
+    return rows, result
