@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # System packages the test suite needs beyond Python: Chromium for the report's browser
-# test, and Java 17 for Spark in local mode. Installs only what is missing.
+# test, Java 17 for Spark in local mode, and redis-server for the online state store's
+# tests (they start their own server on a free port). Installs only what is missing.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
