@@ -240,3 +240,39 @@ def test_expired_event_ids_are_forgotten(tmp_path: Path) -> None:
     store.transact(["e\x1fa"], ["ev"], _work("e\x1fa", "ev"))
     assert store.seen(["ev"]) == {}  # past its retention: a retry would count again
     assert math.isclose(store.event_ttl, 1e-9)
+
+
+# ---------------------------------------------------------------------- fraudvae state load
+def test_state_load_resumes_and_counts_nothing_twice(
+    spec_model_dir: Path, card_events: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A load run again (as after a kill) skips the chunks it committed; the records are the same."""
+    from fraudvae.jobs.state_job import load_state
+
+    history = tmp_path / "history.csv"
+    card_events.iloc[:1500].drop(columns=["is_fraud"]).to_csv(history, index=False)
+    url = f"sqlite:///{tmp_path / 's.sqlite'}"
+    first = load_state(spec_model_dir, history, url, chunk_rows=400)
+    assert first["loaded"] == 1500 and first["skipped_already_loaded"] == 0
+    store = open_store(url)
+    ids = sorted({r for row in entity_records(card_events.iloc[:1500], SPEC) for r in row if r})
+    records = store.read(ids)
+    again = load_state(spec_model_dir, history, url, chunk_rows=400)
+    assert again["loaded"] == 0 and again["skipped_already_loaded"] == 1500
+    assert store.read(ids) == records
+    _, expected = _online(card_events.iloc[:1500].drop(columns=["is_fraud"]), 400)
+    assert records == {r: expected[r] for r in ids}
+
+
+def test_state_load_refuses_a_model_without_a_spec_and_unordered_history(
+    model_dir: Path, spec_model_dir: Path, card_events: pd.DataFrame, tmp_path: Path
+) -> None:
+    from fraudvae.exceptions import EventOrderError
+    from fraudvae.jobs.state_job import load_state
+
+    history = tmp_path / "h.csv"
+    card_events.iloc[:50].iloc[::-1].drop(columns=["is_fraud"]).to_csv(history, index=False)
+    with pytest.raises(ConfigurationError, match="has no feature spec"):
+        load_state(model_dir, history, f"sqlite:///{tmp_path / 'a.sqlite'}")
+    with pytest.raises(EventOrderError, match="line 3"):
+        load_state(spec_model_dir, history, f"sqlite:///{tmp_path / 'b.sqlite'}")
