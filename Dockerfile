@@ -26,9 +26,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     FRAUDVAE_MODEL_DIR=/model \
     FRAUDVAE_HOST=0.0.0.0 \
-    FRAUDVAE_PORT=8000
+    FRAUDVAE_PORT=8000 \
+    FRAUDVAE_STATE_URL=sqlite:////state/state.sqlite
+# A spec model keeps its entities' history in SQLite on this volume (Redis: set FRAUDVAE_STATE_URL).
+RUN mkdir /state && chown 10001 /state
 USER 10001
-VOLUME ["/model"]
+VOLUME ["/model", "/state"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]

@@ -70,7 +70,7 @@ def run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
                 "--quiet",
             ],
         ),
-        ("serve", ["--model", "--host", "--port", "--workers"]),
+        ("serve", ["--model", "--host", "--port", "--workers", "--state"]),
     ],
 )
 def test_help_explains_every_option(command: str, options: list[str]) -> None:
@@ -81,6 +81,27 @@ def test_help_explains_every_option(command: str, options: list[str]) -> None:
         assert line is not None, f"{command} --help does not list {option}"
     top = run("--help")
     assert command in top.stdout
+
+
+@pytest.mark.parametrize(
+    ("action", "options"),
+    [("load", ["--model", "--data", "--chunk-rows", "--state", "--quiet"]), ("info", ["--model", "--state"]),
+     ("reset", ["--model", "--state"])],
+)  # fmt: skip
+def test_state_help_explains_every_option(action: str, options: list[str]) -> None:
+    out = run("state", action, "--help")
+    assert out.returncode == 0
+    for option in options:
+        assert any(ln.strip().startswith(option) for ln in out.stdout.splitlines()), f"state {action}: {option}"
+
+
+def test_state_load_of_a_model_without_a_spec_is_one_line(model_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "h.csv"
+    data.write_text("a\n1\n")
+    out = run("state", "load", "--model", str(model_dir), "--data", str(data), "--state", f"sqlite:///{tmp_path}/s.db")
+    _assert_one_line_error(out, "has no feature spec")
+    out = run("state", "info", "--model", str(model_dir), "--state", "postgres://x")
+    _assert_one_line_error(out, "unknown scheme")
 
 
 def _assert_one_line_error(out: subprocess.CompletedProcess[str], *needles: str) -> None:

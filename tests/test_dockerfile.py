@@ -44,7 +44,31 @@ def test_runs_as_non_root_with_healthcheck_and_console_script() -> None:
     assert 'ENTRYPOINT ["fraudvae", "serve"]' in runtime
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["fraudvae"] == "fraudvae.cli:main"
-    assert 'VOLUME ["/model"]' in runtime and "FRAUDVAE_MODEL_DIR=/model" in runtime
+    assert 'VOLUME ["/model", "/state"]' in runtime and "FRAUDVAE_MODEL_DIR=/model" in runtime
+
+
+def test_the_image_keeps_a_spec_models_state_in_sqlite_on_a_volume_it_may_write() -> None:
+    runtime = TEXT.split("AS runtime", 1)[1]
+    assert "FRAUDVAE_STATE_URL=sqlite:////state/state.sqlite" in runtime
+    assert "chown 10001 /state" in runtime and runtime.index("chown 10001 /state") < runtime.index("USER 10001")
+
+
+def test_the_readme_compose_pair_runs_the_server_beside_a_durable_redis() -> None:
+    """The README's compose file (text, checked statically as the Dockerfile is): the image
+    with FRAUDVAE_STATE_URL on the redis service, which keeps an append-only file."""
+    import yaml
+
+    readme = (ROOT / "README.md").read_text()
+    [block] = re.findall(r"^```yaml\n(.*?)^```", readme, flags=re.M | re.S)
+    doc = yaml.safe_load(block)
+    server, store = doc["services"]["fraudvae"], doc["services"]["redis"]
+    assert server["build"] == "." and "8000:8000" in server["ports"]
+    env = dict(item.split("=", 1) for item in server["environment"])
+    assert env["FRAUDVAE_STATE_URL"].startswith("redis://redis:6379/") and env["FRAUDVAE_WORKERS"] == "2"
+    assert any(v.endswith(":/model:ro") for v in server["volumes"])
+    assert server["depends_on"] == ["redis"]
+    assert store["image"].startswith("redis:7") and "--appendonly" in store["command"]
+    assert "/data" in store["volumes"][0]
 
 
 def test_hadolint_finds_nothing() -> None:

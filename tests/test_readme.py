@@ -61,6 +61,7 @@ def test_readme_shell_blocks_run(tmp_path: Path) -> None:
             assert (demo / name).stat().st_size > 0, name
         for name in ("report.html", "report.json", "scores.csv"):
             assert (demo / "report" / name).stat().st_size > 0, name
+        assert "FRAUDVAE_EVENT_ID_COLUMN=transaction_id fraudvae serve --model" in out.stdout  # make demo ends so
         assert (ROOT / "reports" / "cards" / "report.html").exists()
         assert (ROOT / "scored" / "cards.parquet").exists() and (ROOT / "scored" / "cards_spark.parquet").is_dir()
         # The responses shown in the README have the shape the service really returns.

@@ -83,5 +83,7 @@ Same split, other detectors (the second row: this model without the feature spec
 Next:
   fraudvae features suggest --data {data}
   fraudvae score --model {model} --input {data} --output {root / "scored.parquet"} --keep-columns transaction_id,card_id --explain-top-k 3
+  serve the spec model, computing each raw event's features from its stored history (SQLite beside the model):
+  FRAUDVAE_EVENT_ID_COLUMN=transaction_id fraudvae serve --model {model}
 """)
     return {"data": data, "model": model, "report": report}
