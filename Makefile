@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 demo: $(STAMP)
 	$(BIN)/fraudvae demo --out demo_output
 
+# Two workers, one test file each at a time (--dist loadfile keeps a file's module fixtures
+# in one process); the longest files are collected first (tests/conftest.py).
 test: $(STAMP)
 	bash scripts/install-system-deps.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The fast loop (under two minutes): lint, types and the unit tests (not the slow tier).
 check: lint

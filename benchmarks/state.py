@@ -108,7 +108,9 @@ def _fleet(work: Path) -> dict[str, Any]:
     history.to_csv(work / "history.csv", index=False)
     fresh = events.iloc[N_TRAIN + N_HISTORY :].drop(columns=["is_fraud"])
     spec_bodies = json.loads(fresh.to_json(orient="records", date_format="iso"))
-    raw_bodies = [{k: v for k, v in b.items() if k not in ("card_id", "device_id", "transaction_id")} for b in spec_bodies]
+    raw_bodies = [
+        {k: v for k, v in b.items() if k not in ("card_id", "device_id", "transaction_id")} for b in spec_bodies
+    ]
     return {"spec_bodies": spec_bodies, "raw_bodies": raw_bodies}
 
 

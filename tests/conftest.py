@@ -17,6 +17,27 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+#: The longest test files, measured (CONTRIBUTING.md, "The test suite's time"): collected first,
+#: so that ``pytest -n 2 --dist loadfile`` (make test) starts them at once on its two workers
+#: instead of leaving one of them for last.
+LONGEST_FIRST = (
+    "test_readme.py",
+    "test_state_service.py",
+    "test_quality_real_data.py",
+    "test_architecture.py",
+    "test_behaviour.py",
+    "test_spark.py",
+    "test_notebook.py",
+    "test_load.py",
+    "test_cli.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     assert SHARED_DATA.is_dir(), f"expected the real data at {SHARED_DATA} (see DEVELOPERS.md)"

@@ -21,7 +21,11 @@ from benchmarks.likelihood_probe import (
     scoring_time_deltas,
     validation_rows,
 )
-from fraudvae import VAEDetector, fitting, losses, model, preprocessing
+from fraudvae import VAEDetector
+from fraudvae.data import preprocessing
+from fraudvae.detection import fitting
+from fraudvae.model import losses
+from fraudvae.model import network as model
 
 
 @pytest.mark.parametrize(

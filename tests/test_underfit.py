@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from benchmarks.underfit import _batch, _budget, _decays, parse
-from fraudvae import VAEDetector, backends, schedule, training
+from fraudvae import VAEDetector
+from fraudvae.model import backends, schedule, training
 
 
 @pytest.mark.parametrize(

@@ -234,7 +234,7 @@ class _EntityStream:
         for c in self.spread:
             x = both[f"x:{c}"][pos]
             carried = self.totals[f"k:{c}"][np.maximum(at, 0)] if len(self.index) else np.full(len(at), np.nan)
-            first = pd.Series(x).groupby(run).first().reindex(range(len(starts))).to_numpy()
+            first = _first_observed(x, run, len(starts))
             k = np.where(known & ~np.isnan(carried), carried, first)
             y = np.where(np.isnan(x), 0.0, x - k[run])
             inputs |= {f"s1:{c}": y, f"s2:{c}": y * y, f"k:{c}": k}
@@ -244,9 +244,8 @@ class _EntityStream:
             pair = np.where(has, both["key"][pos].astype(object) + SEP + np.where(has, q, "").astype(object), None)
             seen = self.seen[c]
             before = np.array([seen.get(str(p), math.nan) if h else math.nan for p, h in zip(pair, has, strict=True)])
-            first_here = has & np.isnan(before) & ~pd.Series(pair).where(has).duplicated().to_numpy()
-            since = pd.Series(np.where(first_here, t, np.nan)).groupby(pd.Series(pair).where(has)).transform("max")
-            first_seen = np.where(np.isnan(before), since.to_numpy(), before)
+            first_here, since = _first_here(pair, has, before, t)
+            first_seen = np.where(np.isnan(before), since, before)
             inputs[f"new:{c}"] = np.where(has, (first_seen >= t).astype(np.float64), np.nan)
             if f"f:{c}" in self.acc:
                 inputs[f"f:{c}"] = first_here.astype(np.float64)
@@ -330,6 +329,42 @@ class _EntityStream:
             grown = np.concatenate([self.totals[name], totals[fresh]])
             grown[at[~fresh]] = totals[~fresh]
             self.totals[name] = grown
+
+
+#: Below this many new events, per-event loops beat pandas' per-call cost (the online service
+#: sends one event at a time); both paths give the same values (exact: no arithmetic).
+_SMALL = 256
+
+
+def _first_observed(x: np.ndarray, run: np.ndarray, runs: int) -> np.ndarray:
+    """Each run's first non-missing value (NaN when it has none)."""
+    if len(x) > _SMALL:
+        return pd.Series(x).groupby(run).first().reindex(range(runs)).to_numpy()
+    out = np.full(runs, np.nan)
+    for value, r in zip(x.tolist(), run.tolist(), strict=True):
+        if value == value and out[r] != out[r]:
+            out[r] = value
+    return out
+
+
+def _first_here(pair: np.ndarray, has: np.ndarray, before: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which events first show their (entity, value) pair, never seen before; and for every
+    event of such a pair, the time it was first shown (NaN otherwise)."""
+    if len(pair) > _SMALL:
+        first_here = has & np.isnan(before) & ~pd.Series(pair).where(has).duplicated().to_numpy()
+        since = pd.Series(np.where(first_here, t, np.nan)).groupby(pd.Series(pair).where(has)).transform("max")
+        return first_here, since.to_numpy()
+    first_here = np.zeros(len(pair), dtype=bool)
+    since = np.full(len(pair), np.nan)
+    first: dict[Any, int] = {}
+    for j, (p, h) in enumerate(zip(pair.tolist(), has.tolist(), strict=True)):
+        if h:
+            i = first.setdefault(p, j)
+            if i == j and math.isnan(before[j]):
+                first_here[j] = True
+            if first_here[i]:
+                since[j] = t[i]
+    return first_here, since
 
 
 def _window(x: dict[str, Any], hi: np.ndarray, lo: np.ndarray | None, name: str) -> np.ndarray:
