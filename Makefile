@@ -24,7 +24,7 @@ demo: $(STAMP)
 # in one process); the longest files are collected first (tests/conftest.py).
 test: $(STAMP)
 	bash scripts/install-system-deps.sh
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 # The fast loop (under two minutes): lint, types and the unit tests (not the slow tier).
 check: lint
