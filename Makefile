@@ -21,13 +21,16 @@ demo: $(STAMP)
 	$(BIN)/fraudvae demo --out demo_output
 
 # Two workers, one test file each at a time (--dist loadfile keeps a file's module fixtures
-# in one process); the longest files are collected first (tests/conftest.py).
+# in one process); the longest files are collected first (tests/conftest.py) and handed out
+# in that order (--no-loadscope-reorder: xdist would otherwise start with the files holding
+# the most tests, and the README's one long test would run last, alone).
 test: $(STAMP)
 	bash scripts/install-system-deps.sh
-	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 # The fast loop (under two minutes): lint, types and the unit tests (not the slow tier).
 check: lint
+	bash scripts/install-system-deps.sh
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)

@@ -200,6 +200,7 @@ def main() -> int:
                 work / "spec", fleet["spec_bodies"][5000:], 2, {"FRAUDVAE_STATE_URL": two, **ids}, [(16, 4000)]
             )
             rows.append(("spec, SQLite state", 2, res, rss))
+            print(json.dumps([(label, w, res, rss) for label, w, res, rss in rows]), flush=True)
             size = _size_per_million(work, redis_url)
         finally:
             redis_proc.terminate()

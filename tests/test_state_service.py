@@ -227,15 +227,15 @@ def test_replayed_demo_events_score_as_the_batch_job_does(
 def test_a_sigkilled_server_loses_no_acknowledged_event_and_counts_none_twice(
     demo_stream: dict[str, Any], state_url: str, workers: int, tmp_path: Path
 ) -> None:
-    """SIGKILL of the server (and its workers) after 3,000 acknowledged events of 10,000;
+    """SIGKILL of the server (and its workers) after 1,500 acknowledged events of 5,000;
     restarted, the clients retry what was in flight with the same ids. Every event is in the
     store exactly once and every score, before and after the restart, is the batch job's."""
-    first = {**demo_stream, "bodies": demo_stream["bodies"][:10_000], "records": demo_stream["records"][:10_000]}
-    replay = _replay(first, state_url, workers, tmp_path, kill_at=3000)
-    _assert_offline_bits(replay, demo_stream["offline"][:10_000])
+    first = {**demo_stream, "bodies": demo_stream["bodies"][:5000], "records": demo_stream["records"][:5000]}
+    replay = _replay(first, state_url, workers, tmp_path, kill_at=1500)
+    _assert_offline_bits(replay, demo_stream["offline"][:5000])
     store = open_store(state_url)
     assert store.counts()["events"] == replay.n
-    assert len(store.seen(demo_stream["ids"][:10_000])) == replay.n
+    assert len(store.seen(demo_stream["ids"][:5000])) == replay.n
 
 
 @pytest.fixture(scope="module")

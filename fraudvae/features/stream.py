@@ -240,7 +240,7 @@ class _EntityStream:
             inputs |= {f"s1:{c}": y, f"s2:{c}": y * y, f"k:{c}": k}
         for c in self.valued:
             q = both[f"q:{c}"][pos]
-            has = ~pd.isna(q)
+            has = np.asarray(~pd.isna(q), dtype=bool)
             pair = np.where(has, both["key"][pos].astype(object) + SEP + np.where(has, q, "").astype(object), None)
             seen = self.seen[c]
             before = np.array([seen.get(str(p), math.nan) if h else math.nan for p, h in zip(pair, has, strict=True)])
@@ -347,7 +347,7 @@ def _first_observed(x: np.ndarray, run: np.ndarray, runs: int) -> np.ndarray:
     return out
 
 
-def _first_here(pair: np.ndarray, has: np.ndarray, before: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _first_here(pair: Any, has: np.ndarray, before: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Which events first show their (entity, value) pair, never seen before; and for every
     event of such a pair, the time it was first shown (NaN otherwise)."""
     if len(pair) > _SMALL:

@@ -28,6 +28,10 @@ from fraudvae.state.store import StateStore
 
 __all__ = ["default_state_url", "load_state", "reset_state", "state_info"]
 
+#: Events per store transaction: a chunk is recorded in slices, so that one transaction never
+#: holds the records of tens of thousands of entities (Redis answers each within its timeout).
+_PER_TRANSACTION = 2000
+
 
 def _open(model_dir: str | Path, url: str | None, event_ttl: float = DEFAULT_EVENT_TTL) -> StateStore:
     return open_store(url or default_state_url(model_dir), event_ttl=event_ttl)
@@ -63,11 +67,16 @@ def load_state(
         latest, loaded, skipped = -math.inf, 0, 0
         for part in _chunks(src, sorted(spec.columns_used()), kinds, chunk_rows):
             latest = _check_order(part.frame, part.lines, spec, latest, src)
-            if len(part.lines) and int(part.lines[-1]) <= done_line:
-                skipped += len(part.frame)
-                continue
-            scorer.record_history(part.frame, (checkpoint, str(int(part.lines[-1]) if len(part.lines) else 0)))
-            loaded += len(part.frame)
+            for start in range(0, len(part.frame), _PER_TRANSACTION):
+                rows, lines = (
+                    part.frame.iloc[start : start + _PER_TRANSACTION],
+                    part.lines[start : start + _PER_TRANSACTION],
+                )
+                if int(lines[-1]) <= done_line:
+                    skipped += len(rows)
+                    continue
+                scorer.record_history(rows, (checkpoint, str(int(lines[-1]))))
+                loaded += len(rows)
             if log is not None:
                 log(f"recorded {loaded} events (through line {int(part.lines[-1])})")
         return {"loaded": loaded, "skipped_already_loaded": skipped, **store.stats()}

@@ -32,7 +32,7 @@ _MAX_ATTEMPTS = 200
 class RedisStore(StateStore):
     kind = "redis"
 
-    def __init__(self, url: str, *, event_ttl: float = DEFAULT_EVENT_TTL, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, event_ttl: float = DEFAULT_EVENT_TTL, timeout: float = 10.0) -> None:
         super().__init__(url, event_ttl=event_ttl)
         try:
             import redis
