@@ -183,9 +183,9 @@ def test_the_core_install_fits_without_the_service_report_or_spark_extras(tmp_pa
     lent.mkdir()
     for name in ("torch", "torchgen", "functorch", f"torch-{torch.__version__}.dist-info"):
         (lent / name).symlink_to(site / name)
-    (venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages" / "lent.pth").write_text(
-        f"{lent}\n"
-    )
+    (
+        venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages" / "lent.pth"
+    ).write_text(f"{lent}\n")
     python, fraudvae = venv / "bin" / "python", venv / "bin" / "fraudvae"
     constraints = ROOT / "requirements" / "constraints.txt"
     install = [str(python), "-m", "pip", "install", "--quiet", "-c", str(constraints), str(ROOT)]
