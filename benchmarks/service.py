@@ -37,12 +37,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 async def _load(url: str, method: str, payload: object, concurrency: int, total: int) -> dict[str, float]:
+    """``total`` requests of ``payload`` (``None``: GET) from ``concurrency`` clients."""
+    return await send_each(url, method, [payload] * total, concurrency)
+
+
+async def send_each(url: str, method: str, payloads: list[Any], concurrency: int) -> dict[str, float]:
+    """One request per payload, in order, from ``concurrency`` clients: p50, p99 (ms), requests/s."""
     latencies: list[float] = []
-    queue = iter(range(total))
+    total = len(payloads)
+    queue = iter(payloads)
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
 
         async def worker() -> None:
-            for _ in queue:
+            for payload in queue:
                 started = time.perf_counter()
                 r = await (client.get(method) if payload is None else client.post(method, json=payload))
                 latencies.append(time.perf_counter() - started)

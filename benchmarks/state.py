@@ -33,35 +33,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx
-import numpy as np
 
 from benchmarks import load
 from benchmarks.markdown import replace_section
+from benchmarks.service import send_each
 from fraudvae.datasets.events import DEMO_FEATURE_SPEC, make_card_events
 from fraudvae.jobs.workflows import train_file
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_HISTORY = 10_000, 10_000
-
-
-async def _send(url: str, bodies: list[dict[str, Any]], concurrency: int) -> dict[str, float]:
-    latencies: list[float] = []
-    queue = iter(bodies)
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-
-        async def worker() -> None:
-            for body in queue:
-                started = time.perf_counter()
-                r = await client.post("/score", json=body)
-                latencies.append(time.perf_counter() - started)
-                r.raise_for_status()
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    ms = np.array(latencies) * 1000
-    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "rps": len(bodies) / elapsed}
 
 
 def _peak_rss_mb(proc: subprocess.Popen[bytes]) -> float:
@@ -121,10 +101,10 @@ def _serve_and_send(
     out: dict[int, dict[str, float]] = {}
     at = 0
     try:
-        asyncio.run(_send(url, bodies[at : at + 100], 1))  # warm-up (recorded like the rest)
+        asyncio.run(send_each(url, "/score", bodies[at : at + 100], 1))  # warm-up (recorded like the rest)
         at += 100
         for concurrency, n in plan:
-            out[concurrency] = asyncio.run(_send(url, bodies[at : at + n], concurrency))
+            out[concurrency] = asyncio.run(send_each(url, "/score", bodies[at : at + n], concurrency))
             at += n
         rss = _peak_rss_mb(proc)
     finally:

@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from fraudvae.state import DEFAULT_EVENT_TTL
+
 
 class Settings(BaseSettings):
     """Every option of the service; a bad value stops the start-up with the variable's name."""
@@ -45,7 +47,9 @@ class Settings(BaseSettings):
         'without it, a request names each event with an "event_id" field.',
     )
     state_event_ttl_seconds: float = Field(
-        7 * 86400.0, gt=0, description="How long a recorded event id is remembered (retries answered from the store)."
+        DEFAULT_EVENT_TTL,
+        gt=0,
+        description="How long a recorded event id is remembered (retries answered from the store).",
     )
     log_level: str = Field("info", pattern="^(critical|error|warning|info|debug)$", description="uvicorn log level.")
 

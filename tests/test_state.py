@@ -276,3 +276,12 @@ def test_state_load_refuses_a_model_without_a_spec_and_unordered_history(
         load_state(model_dir, history, f"sqlite:///{tmp_path / 'a.sqlite'}")
     with pytest.raises(EventOrderError, match="line 3"):
         load_state(spec_model_dir, history, f"sqlite:///{tmp_path / 'b.sqlite'}")
+
+
+def test_regression_an_event_id_past_its_retention_could_not_be_recorded_again(tmp_path: Path) -> None:
+    """An id older than the retention but not yet purged is new again: recording it hit the
+    old row's primary key (sqlite3.IntegrityError, a 503 for the client) instead of replacing it."""
+    store = open_store(f"sqlite:///{tmp_path / 's.sqlite'}", event_ttl=1e-9)
+    store.transact(["e\x1fa"], ["ev"], _work("e\x1fa", "ev"))
+    store.transact(["e\x1fa"], ["ev"], _work("e\x1fa", "ev"))
+    assert store.read(["e\x1fa"]) == {"e\x1fa": "2"} and store.counts()["events"] == 2

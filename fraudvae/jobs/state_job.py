@@ -26,7 +26,7 @@ from fraudvae.state import DEFAULT_EVENT_TTL, default_state_url, open_store
 from fraudvae.state.online import OnlineScorer
 from fraudvae.state.store import StateStore
 
-__all__ = ["default_state_url", "load_state", "reset_state", "state_info"]
+__all__ = ["load_state", "reset_state", "state_info"]
 
 #: Events per store transaction: a chunk is recorded in slices, so that one transaction never
 #: holds the records of tens of thousands of entities (Redis answers each within its timeout).

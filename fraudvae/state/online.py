@@ -69,28 +69,31 @@ class OnlineScorer:
         for i, e in enumerate(event_ids):
             first.setdefault(e, i)
 
+        written = Written()
+
         def work(records: dict[str, str | None], seen: dict[str, Seen]) -> Written:
+            nonlocal written  # the last call is the one the store committed (Redis may retry)
             fresh = np.array([first[e] == i and e not in seen for i, e in enumerate(event_ids)], dtype=bool)
             if not fresh.any():
-                return Written()
+                written = Written()
+                return written
             update = update_events(frame[fresh], self.spec, records)
             values = update.features.to_numpy(dtype=np.float64)
             events = {
                 event_ids[i]: _features_json(values[j], bool(update.late[j]))
                 for j, i in enumerate(np.flatnonzero(fresh).tolist())
             }
-            return Written(update.records, events, update.expired)
+            written = Written(update.records, events, update.expired)
+            return written
 
         seen = self.store.transact(record_ids, sorted(first), work)
-        # What the store now holds for every id (the fresh ones were just written with the seen ones).
-        held = self.store.seen(sorted(first)) if len(seen) < len(first) else seen
+        # What the store now holds for every id: the ones it had, and the ones just written.
+        held = seen | {e: Seen(features, None) for e, features in written.events.items()}
         values = np.empty((len(frame), len(self.names)))
         late = np.zeros(len(frame), dtype=bool)
         replayed: dict[int, str | None] = {}
         for i, e in enumerate(event_ids):
-            got = held.get(e)
-            if got is None:  # expired between the two reads (a retention shorter than the request)
-                raise ConfigurationError(f"event {e!r} was recorded and expired at once; raise the event retention.")
+            got = held[e]
             values[i], late[i] = _read_features(got.features, len(self.names))
             if e in seen or first[e] != i:
                 replayed[i] = got.result if e in seen else None

@@ -131,7 +131,7 @@ class SQLiteStore(StateStore):
                 )
                 now = time.time()
                 conn.executemany(
-                    "INSERT INTO event (id, features, result, at) VALUES (?, ?, NULL, ?)",
+                    "INSERT OR REPLACE INTO event (id, features, result, at) VALUES (?, ?, NULL, ?)",
                     [(i, f, now) for i, f in written.events.items()],
                 )
                 conn.executemany("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", list(written.meta.items()))

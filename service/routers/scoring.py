@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+
+from fraudvae.detection.results import ScoreResult
 
 from .. import errors
 from ..bodies import csv_frame, json_response, media_type, parse_json, read_body, row_results, rows_to_frame
@@ -15,6 +18,7 @@ from ..deps import ERROR_RESPONSES, KEYED, MetricsDep, ModelDep, SettingsDep
 from ..errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from ..events import score_events, validate_events
 from ..schemas import BatchResponse, ScoreResponse
+from ..state import LoadedModel
 
 router = APIRouter(tags=["scoring"])
 
@@ -84,18 +88,7 @@ async def batch_score(request: Request, model: ModelDep, settings: SettingsDep, 
             frame, ids, record = validate_events(rows, model, batch=True)
             answers, result = await run_in_threadpool(score_events, frame, ids, record, model, settings.explain_top_k)
             metrics.observe_scores(result)
-            return json_response(
-                {
-                    "results": answers,
-                    "summary": {
-                        "rows": len(result),
-                        "flagged": int(np.sum(result.is_anomaly)),
-                        "elapsed_ms": (time.perf_counter() - started) * 1000,
-                    },
-                    "model_version": model.version,
-                    "request_id": request.state.request_id,
-                }
-            )
+            return _batch_response(answers, result, started, model, request)
         try:
             validated = model.batch_adapter.validate_python(rows)
         except ValidationError as exc:
@@ -111,9 +104,15 @@ async def batch_score(request: Request, model: ModelDep, settings: SettingsDep, 
         model.detector.score_frame, frame, explain_top_k=settings.explain_top_k, warn_extra=False
     )
     metrics.observe_scores(result)
+    return _batch_response(row_results(result, settings.explain_top_k), result, started, model, request)
+
+
+def _batch_response(
+    answers: list[dict[str, Any]], result: ScoreResult, started: float, model: LoadedModel, request: Request
+) -> Response:
     return json_response(
         {
-            "results": row_results(result, settings.explain_top_k),
+            "results": answers,
             "summary": {
                 "rows": len(result),
                 "flagged": int(np.sum(result.is_anomaly)),
