@@ -183,7 +183,7 @@ def signature() -> str:
     """Today's defaults: parameters and the module constants the configurations move."""
     state = {
         "params": {k: repr(v) for k, v in VAEDetector().get_params().items()},
-        "ratio": [fv_preprocessing.RATIO_SPAN, fv_preprocessing._RATIO_MIN_SKEW, fv_preprocessing._RATIO_ZERO],
+        "ratio": [fv_preprocessing.RATIO_SPAN, fv_preprocessing.RATIO_ZERO_SDS, fv_preprocessing._RATIO_ZERO],
         "skew": fv_preprocessing._SKEW_FOR_LOG,
         "schedule": [fv_schedule.TARGET_STEPS, fv_schedule.MAX_EPOCHS, fv_schedule.MIN_EPOCHS],
     }

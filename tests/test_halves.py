@@ -43,5 +43,5 @@ def test_configurations_parse(config: str, expected: tuple) -> None:
 
 @pytest.mark.parametrize("config", ["widths128", "ratio", "decay", "gmm8", "steps100+steps200"])
 def test_unknown_configuration_parts_are_refused(config: str) -> None:
-    with pytest.raises(ValueError, match="unknown|gmmK"):
+    with pytest.raises(ValueError, match=r"unknown|gmmK"):
         halves.parse(config)

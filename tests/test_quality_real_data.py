@@ -138,7 +138,11 @@ def test_explain_ranks_an_injected_single_feature_outlier_first(shared_data, dat
         injected.loc[i, col] = float(train_col.max()) + 10 * spread
     top = det.explain(injected, top_k=1)["feature"].to_numpy()
     hit_rate = float(np.mean(top == columns))
-    assert hit_rate >= 0.9, f"{dataset}: injected column ranked first in {hit_rate:.0%} of rows"
+    # Measured on ulb: 0.905 with every column linear but Amount; 0.895 since its Time (seconds
+    # over two days, from near zero) is on a ratio scale (issue 37), where 6x the training
+    # maximum is 4.5 deviations out rather than 10 IQRs. V21 and V8 are never ranked first
+    # (10 and 5 of the 200 rows), before and after.
+    assert hit_rate >= 0.85, f"{dataset}: injected column ranked first in {hit_rate:.0%} of rows"
 
 
 def messy_export(X: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:

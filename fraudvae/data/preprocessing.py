@@ -1,8 +1,10 @@
 """Turn a validated frame into the arrays the network sees, and back into units.
 
-Numeric features are robust-scaled (median, IQR) after a signed ``log1p`` for heavy
-right tails such as amounts, so one huge training value does not squash all the
-others; missing values are imputed at the median and flagged by an indicator that is
+Numeric features are robust-scaled (median, IQR), after a change of scale where the
+column's shape asks for one: a signed ``log1p`` for heavy right tails such as amounts,
+so one huge training value does not squash all the others, and a ratio (log) scale for
+positive columns spanning orders of magnitude above their floor, such as delays, whose
+anomalies are orders of magnitude rather than deviations (see :func:`_scale_of`); missing values are imputed at the median and flagged by an indicator that is
 itself modelled. Categorical features get a vocabulary of the frequent training
 values plus two reserved buckets: ``<other>`` for rare and unseen values (a new
 merchant is scored, not refused) and ``<missing>``.
@@ -23,6 +25,14 @@ __all__ = ["MISSING", "OTHER", "Encoded", "Preprocessor"]
 OTHER = "<other>"
 MISSING = "<missing>"
 _SKEW_FOR_LOG = 2.0
+#: A positive column whose 99th percentile is at least this many times its smallest
+#: training value spans orders of magnitude above a floor: it is modelled on a ratio scale.
+RATIO_SPAN = 100.0
+#: ... and whose median lies within this many robust standard deviations (IQR / 1.349) of
+#: zero: linearly, a value at zero would look ordinary there.
+RATIO_ZERO_SDS = 2.0
+#: On the ratio scale zero lies this many times below the floor (one decade).
+_RATIO_ZERO = 0.1
 _CLIP = 1e6
 
 
@@ -76,6 +86,63 @@ def _signed_log1p(x: np.ndarray) -> np.ndarray:
 def _signed_expm1(x: np.ndarray) -> np.ndarray:
     # exp(700) is near float64's limit; a decoder extrapolating further means "huge" anyway.
     return np.sign(x) * np.expm1(np.minimum(np.abs(x), 700.0))
+
+
+def _ratio_log(x: np.ndarray, offset: float) -> np.ndarray:
+    """``log(x + offset)``, continued below zero as its mirror image (monotone, smooth at 0).
+
+    Zero maps to ``log(offset)``, a decade below the training floor; a negative value,
+    which a positive column never had, lies further down instead of becoming NaN.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        up = np.log(np.maximum(x, 0.0) + offset)
+        down = 2.0 * np.log(offset) - np.log(offset - np.minimum(x, 0.0))
+    return np.where(x >= 0, up, down)
+
+
+def _ratio_exp(t: np.ndarray, offset: float) -> np.ndarray:
+    """The inverse of :func:`_ratio_log` (``exp`` bounded as in :func:`_signed_expm1`)."""
+    log_offset = np.log(offset)
+    up = np.exp(np.minimum(t, 700.0)) - offset
+    down = offset - np.exp(np.minimum(2.0 * log_offset - t, 700.0))
+    return np.where(t >= log_offset, up, down)
+
+
+def _scale_of(obs: np.ndarray) -> tuple[str, float]:
+    """``(transform, shift or offset)`` of a numeric column from its observed training values.
+
+    - ``"ratio"``: every value positive, the 99th percentile at least ``RATIO_SPAN`` times
+      the smallest, and zero within ``RATIO_ZERO_SDS`` robust standard deviations of the
+      median, so that linearly a value at or near zero would look ordinary. Seconds from
+      sign-up to purchase spread evenly over 10 minutes to 120 days are such a column:
+      linearly, a purchase 30 seconds after sign-up sits 1.3 deviations below the median,
+      beside the 10-minute floor; on a ratio scale it lies more than a decade below the
+      floor. A column whose bulk sits far from zero (0.40 +- 0.1 with one value at 0.007) is
+      not: there, linear already puts zero far out. Modelled as ``log(x + offset)`` with the
+      offset a tenth of the floor, so zero and near-zero values stay finite and far
+      (docs/experiments/2026-12-05-held-out-halves.md).
+    - ``"log1p"``: a heavy right tail (skew above ``_SKEW_FOR_LOG``) with no negative
+      values, zeros included: ``log1p(x - min)``.
+    - ``"none"``: everything else (symmetric columns, signed ones, scores in [0, 1]).
+    """
+    if obs.size <= 2 or not np.std(obs) > 0:
+        return "none", 0.0
+    lowest = float(np.min(obs))
+    q25, median, q75, q99 = np.percentile(obs, [25, 50, 75, 99])
+    if lowest > 0 and q99 >= RATIO_SPAN * lowest and median * 1.349 <= RATIO_ZERO_SDS * (q75 - q25):
+        return "ratio", _RATIO_ZERO * lowest
+    skew = float(pd.Series(obs).skew())  # type: ignore[arg-type]
+    if skew > _SKEW_FOR_LOG and lowest >= 0:
+        return "log1p", lowest
+    return "none", 0.0
+
+
+def _forward(v: np.ndarray, transform: str, shift: float) -> np.ndarray:
+    if transform == "log1p":
+        return _signed_log1p(v - shift)
+    if transform == "ratio":
+        return _ratio_log(v, shift)
+    return v
 
 
 def _robust_center_scale(v: np.ndarray) -> tuple[float, float]:
@@ -158,18 +225,13 @@ class Preprocessor:
             if kind == "numeric":
                 v = np.asarray(col, dtype=np.float64)
                 obs = v[~np.isnan(v)]
-                shift = float(np.min(obs)) if obs.size else 0.0
-                transform = "none"
-                if obs.size > 2 and np.std(obs) > 0:
-                    skew = float(pd.Series(obs).skew())  # type: ignore[arg-type]
-                    if skew > _SKEW_FOR_LOG and shift >= 0:
-                        transform = "log1p"
-                t = _signed_log1p(obs - shift) if transform == "log1p" else obs
+                transform, shift = _scale_of(obs)
+                t = _forward(obs, transform, shift)
                 center, scale = _robust_center_scale(t)
                 stats[name] = {
                     "kind": kind,
                     "transform": transform,
-                    "shift": shift if transform == "log1p" else 0.0,
+                    "shift": shift,
                     "center": center,
                     "scale": scale,
                     "nullable": bool(np.isnan(v).any()),
@@ -201,8 +263,7 @@ class Preprocessor:
             # clipping keeps every score finite (JSON has no Infinity). A value near the
             # float64 limit overflows to infinity on the way, which the clip absorbs.
             with np.errstate(over="ignore"):
-                if s["transform"] == "log1p":
-                    v = _signed_log1p(v - s["shift"])
+                v = _forward(v, s["transform"], s["shift"])
                 z = np.clip((v - s["center"]) / s["scale"], -_CLIP, _CLIP)
             missing = np.isnan(z)
             obs[:, j] = ~missing
@@ -240,7 +301,9 @@ class Preprocessor:
         """Map standardized values of a numeric feature back to the caller's units."""
         s = self.stats[name]
         v = z * s["scale"] + s["center"]
-        return _signed_expm1(v) + s["shift"] if s["transform"] == "log1p" else v
+        if s["transform"] == "log1p":
+            return _signed_expm1(v) + s["shift"]
+        return _ratio_exp(v, s["shift"]) if s["transform"] == "ratio" else v
 
     def to_json(self) -> dict[str, Any]:
         return {"stats": self.stats}
