@@ -11,7 +11,7 @@ COPY requirements/constraints.txt /src/requirements/constraints.txt
 COPY pyproject.toml README.md /src/
 COPY fraudvae/_version.py /src/fraudvae/_version.py
 RUN for p in fraudvae fraudvae/cli fraudvae/data fraudvae/datasets fraudvae/detection fraudvae/features fraudvae/jobs \
-        fraudvae/model fraudvae/report fraudvae/state service service/routers; do mkdir -p "/src/$p" && touch "/src/$p/__init__.py"; done \
+        fraudvae/model fraudvae/monitor fraudvae/report fraudvae/state service service/routers; do mkdir -p "/src/$p" && touch "/src/$p/__init__.py"; done \
     && pip install -c /src/requirements/constraints.txt "/src[service]" \
     && pip uninstall -y fraudvae
 # Then the code.

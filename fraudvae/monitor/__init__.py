@@ -1,0 +1,1 @@
+"""After deployment: drift between traffic and the training rows (``drift``)."""
