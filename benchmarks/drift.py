@@ -57,7 +57,7 @@ def main() -> int:
     order = np.random.default_rng(0).permutation(len(normal))
     train, rest = normal.iloc[order[:7000]], normal.iloc[order[7000:]].reset_index(drop=True)
     kinds = drift.reference_kinds(infer_schema(train))
-    reference = drift.Reference.from_frame(train, kinds)
+    reference = drift.Reference.from_frame(train, kinds, rows=5000)
     lines = [
         f"Car claims' normal rows, reference {reference.rows:,} rows, {len(kinds)} columns compared, "
         f"{DRAWS} random windows per cell.",

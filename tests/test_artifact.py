@@ -25,6 +25,7 @@ def test_artifact_holds_only_safetensors_and_json(model_dir: Path) -> None:
         "history.json",
         "manifest.json",
         "preprocessing.json",
+        "reference.json",
         "schema.json",
         "versions.json",
         "weights.safetensors",

@@ -25,7 +25,7 @@ def claims() -> tuple[pd.DataFrame, drift.Reference, dict[str, str]]:
     order = np.random.default_rng(0).permutation(len(normal))
     train, rest = normal.iloc[order[:7000]], normal.iloc[order[7000:]].reset_index(drop=True)
     kinds = drift.reference_kinds(infer_schema(train))
-    return rest, drift.Reference.from_frame(train, kinds), kinds
+    return rest, drift.Reference.from_frame(train, kinds, rows=5000), kinds
 
 
 def _flagged(reference: drift.Reference, window: pd.DataFrame) -> set[str]:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fraudvae._version import __version__
+from fraudvae.cli.monitor import add_monitor_commands
 from fraudvae.cli.state import add_state_commands, add_state_option
 from fraudvae.exceptions import ConfigurationError, FraudVAEError
 from fraudvae.jobs.console import EpochProgress, describe_goal, describe_inits, say
@@ -388,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     _threads_option(p)
     p.set_defaults(func=_cmd_serve)
     add_state_commands(sub)
+    add_monitor_commands(sub)
     return parser
 
 

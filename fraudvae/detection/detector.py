@@ -200,7 +200,7 @@ class VAEDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.seed_, self.architecture_, self.history_ = fitted.seed, fitted.architecture, fitted.history
         self.n_train_rows_, self.n_validation_rows_ = fitted.n_train_rows, fitted.n_validation_rows
         self.init_seeds_, self.best_init_ = [i.seed for i in fitted.inits], fitted.best_init
-        self.init_validation_losses_ = [i.validation_loss for i in fitted.inits]
+        self.init_validation_losses_, self.reference_ = [i.validation_loss for i in fitted.inits], fitted.reference
         if fitted.train_config is not None:
             self.train_config_ = fitted.train_config
 

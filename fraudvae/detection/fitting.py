@@ -19,6 +19,7 @@ import torch
 
 from fraudvae.data.inference import check_training_frame, infer_schema
 from fraudvae.data.preprocessing import Preprocessor
+from fraudvae.data.reference import reference_kinds, reference_sample
 from fraudvae.detection.engine import Engine, PreparedRows
 from fraudvae.detection.plan import ScoringPlan
 from fraudvae.exceptions import InsufficientDataError
@@ -65,6 +66,9 @@ class Fitted:
     #: Every initialisation trained (``n_init``), in order; ``best_init`` indexes the kept one.
     inits: list[Init] = field(default_factory=list)
     best_init: int = 0
+    #: A sample of the training rows for drift checks (:mod:`fraudvae.data.reference`); None
+    #: for models saved before it was kept.
+    reference: dict[str, Any] | None = None
 
 
 def calibrated_plans(n_score_samples: int | None) -> list[ScoringPlan]:
@@ -157,6 +161,7 @@ def fit_engine(
         result.train_config,
         inits,
         best,
+        reference_sample(clean, reference_kinds(schema), seed=seed),
     )
 
 

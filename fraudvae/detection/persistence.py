@@ -29,7 +29,7 @@ from fraudvae.model.backends import backend_for
 __all__ = ["RESERVED_DOCUMENTS", "load_detector", "save_detector"]
 
 #: Documents every model directory holds; ``extra_documents`` may not use these names.
-RESERVED_DOCUMENTS = ("config", "schema", "preprocessing", "calibration", "history", "versions")
+RESERVED_DOCUMENTS = ("config", "schema", "preprocessing", "calibration", "history", "versions", "reference")
 
 #: The detector class (this module does not import it: the detector imports this module).
 D = TypeVar("D")
@@ -80,6 +80,7 @@ def save_detector(det: Any, path: str, extra_documents: Mapping[str, Any] | None
         "calibration": engine.calibration,
         "history": det.history_,
         "versions": versions,
+        **({"reference": det.reference_} if getattr(det, "reference_", None) is not None else {}),
         **extra_docs,
     }
     write_artifact(path, tensors, documents)
@@ -122,6 +123,7 @@ def load_detector(cls: type[D], path: str) -> D:
                 train_config,
                 inits,
                 best_init,
+                docs.get("reference"),  # saved before drift checks: none
             )
         )
         det.n_features_in_ = int(config["n_features_in"])

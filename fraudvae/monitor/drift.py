@@ -31,6 +31,8 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from fraudvae.data.reference import REFERENCE_ROWS, reference_kinds, reference_sample
+
 __all__ = [
     "JENSEN_SHANNON",
     "MISSING",
@@ -41,6 +43,7 @@ __all__ = [
     "ColumnDrift",
     "Reference",
     "compare",
+    "reference_kinds",
 ]
 
 #: Largest sample (either side) tested by a p-value; larger ones by a distance.
@@ -56,8 +59,6 @@ JENSEN_SHANNON = 0.1
 UNSEEN = 0.05
 #: Absolute change in the missing rate that counts as drift (when also significant).
 MISSING = 0.05
-#: Reference values kept per column.
-REFERENCE_ROWS = 5000
 
 
 @dataclass
@@ -98,24 +99,18 @@ class Reference:
 
     @classmethod
     def from_frame(
-        cls, frame: pd.DataFrame, kinds: dict[str, str], *, scores: np.ndarray | None = None, seed: int = 0
+        cls,
+        frame: pd.DataFrame,
+        kinds: dict[str, str],
+        *,
+        scores: np.ndarray | None = None,
+        rows: int = REFERENCE_ROWS,
+        seed: int = 0,
     ) -> Reference:
-        """``kinds`` maps column -> "numeric" or "categorical" (binary columns count as categories)."""
-        rng = np.random.default_rng(seed)
-        take = np.sort(rng.choice(len(frame), min(len(frame), REFERENCE_ROWS), replace=False))
-        sample = frame.iloc[take]
-        numeric, levels, missing = {}, {}, {}
-        for name, kind in kinds.items():
-            col = sample[name]
-            missing[name] = float(col.isna().mean()) if len(col) else 0.0
-            if kind == "numeric":
-                values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
-                numeric[name] = [float(v) for v in values[~np.isnan(values)]]
-            else:
-                counts = col.dropna().astype(str).value_counts()
-                levels[name] = {str(k): int(v) for k, v in counts.items()}
-        kept = [] if scores is None else [float(s) for s in np.asarray(scores, dtype=np.float64)[:REFERENCE_ROWS]]
-        return cls(len(sample), dict(kinds), numeric, levels, missing, kept)
+        """``kinds`` maps column -> "numeric" or "categorical" (:func:`reference_kinds` picks them)."""
+        doc = reference_sample(frame, kinds, rows=rows, seed=seed)
+        kept = [] if scores is None else [float(s) for s in np.asarray(scores, dtype=np.float64)]
+        return cls.from_json({**doc, "scores": kept})
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,20 +216,3 @@ def _missing_moved(ref_rate: float, n_ref: int, cur_rate: float, n_cur: int) -> 
         return True
     z = abs(cur_rate - ref_rate) / se
     return float(2 * stats.norm.sf(z)) < P_VALUE
-
-
-def reference_kinds(schema: Any) -> dict[str, str]:
-    """The columns drift compares, by kind: numbers, and categories (binary ones included).
-
-    Identifiers, free text and frequency-encoded columns are left out (a new window always
-    holds values training never saw), and so are date-times (time always moves on).
-    """
-    out = {}
-    for column in schema.modelled:
-        if column.encoding:
-            continue
-        if column.kind == "numeric":
-            out[column.name] = "numeric"
-        elif column.kind in ("categorical", "binary"):
-            out[column.name] = "categorical"
-    return out

@@ -28,10 +28,11 @@ from fraudvae.detection.evaluation import curves
 from fraudvae.detection.results import ScoreResult
 from fraudvae.features.behaviour import describe_feature
 
-__all__ = ["write_report"]
+__all__ = ["figure_png", "write_report"]
 
 
-def _png(fig: plt.Figure) -> str:
+def figure_png(fig: plt.Figure) -> str:
+    """A figure as a self-contained PNG data URL (the figure is closed)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -53,7 +54,7 @@ def _plots(y: np.ndarray, result: ScoreResult, metrics: dict[str, Any]) -> dict[
     )
     ax.axhline(y.mean(), color="grey", lw=0.8, ls="--", label=f"fraud rate {y.mean():.2%}")
     ax.legend(loc="upper right", fontsize=8)
-    out["pr_curve"] = _png(fig)
+    out["pr_curve"] = figure_png(fig)
 
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot(c["fpr"], c["tpr"], color="#1f4e79")
@@ -64,7 +65,7 @@ def _plots(y: np.ndarray, result: ScoreResult, metrics: dict[str, Any]) -> dict[
         xlabel="false-positive rate (symlog)", ylabel="recall", title=f"ROC (AUROC {metrics['auroc']:.3f})", xlim=(0, 1)
     )
     ax.legend(loc="lower right", fontsize=8)
-    out["roc_curve"] = _png(fig)
+    out["roc_curve"] = figure_png(fig)
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     shifted = np.log10(s - min(s.min(), threshold) + 1.0)
@@ -75,7 +76,7 @@ def _plots(y: np.ndarray, result: ScoreResult, metrics: dict[str, Any]) -> dict[
     ax.axvline(t_shift, color="black", ls="--", label="threshold")
     ax.set(xlabel="log10(score - min + 1)", ylabel="density", title="Anomaly scores")
     ax.legend(fontsize=8)
-    out["score_histogram"] = _png(fig)
+    out["score_histogram"] = figure_png(fig)
 
     latent = result.latent_mean
     if latent.shape[1] > 2:
@@ -96,7 +97,7 @@ def _plots(y: np.ndarray, result: ScoreResult, metrics: dict[str, Any]) -> dict[
         ylabel="z2",
     )
     ax.legend(fontsize=8, markerscale=2)
-    out["latent_space"] = _png(fig)
+    out["latent_space"] = figure_png(fig)
 
     # The same measure and ranking as the "top flagged rows" table: the attribution
     # (score drop when the feature alone is made typical) of each row's ranked features.
@@ -114,7 +115,7 @@ def _plots(y: np.ndarray, result: ScoreResult, metrics: dict[str, Any]) -> dict[
     ax.set_yticks(range(len(top)), [f"row {i} ({'fraud' if y[i] else 'normal'})" for i in top], fontsize=7)
     ax.set_title("Attribution of each row's top features, top 15 scored rows")
     fig.colorbar(im, ax=ax, label="score drop when the feature alone is made typical (nats)")
-    out["top_contributions"] = _png(fig)
+    out["top_contributions"] = figure_png(fig)
     return out
 
 
