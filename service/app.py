@@ -30,7 +30,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fraudvae._version import __version__
 
 from . import errors
-from .routers import health, model, scoring
+from .monitoring import open_monitor
+from .routers import health, model, monitoring, scoring
 from .schemas import ErrorResponse
 from .settings import Settings
 from .state import Metrics, ModelHolder, load_model
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(settings.torch_threads)
         holder.swap(await run_in_threadpool(load_model, settings.model_dir, settings))
+        app.state.monitor = await run_in_threadpool(open_monitor, settings)
         log.info("model %s loaded from %s", holder.get().version, settings.model_dir)
         yield
 
@@ -69,7 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(RequestContext, metrics=metrics)
 
-    for router in (health.router, model.router, scoring.router):
+    app.state.monitor = None  # opened at start-up (lifespan)
+    for router in (health.router, model.router, scoring.router, monitoring.router):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:

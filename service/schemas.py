@@ -99,9 +99,14 @@ def event_model(schema: Schema, spec: FeatureSpec, id_column: str | None) -> tup
 
 
 def transaction_model(schema: Schema, extra: dict[str, Any] | None = None) -> type[BaseModel]:
-    """A pydantic model with one field per training column (aliased to the real name)."""
+    """A pydantic model with one field per training column (aliased to the real name).
+
+    Without ``extra`` (a plain model), an optional ``event_id`` names the transaction in the
+    score log, so that ``POST /feedback`` can label it (unless a training column has that name).
+    """
     fields: dict[str, Any] = {}
     taken: set[str] = set()
+    plain_id = extra is None and "event_id" not in schema.names
     for name, definition in (extra or {}).items():
         fields[_python_name(name, taken)] = definition
     for spec in schema.columns:
@@ -117,6 +122,16 @@ def transaction_model(schema: Schema, extra: dict[str, Any] | None = None) -> ty
         fields[_python_name(spec.name, taken)] = (
             _field_type(spec),
             Field(default, alias=spec.name, description=description),
+        )
+    if plain_id:
+        fields[_python_name("event_id", taken)] = (
+            str | None,
+            Field(
+                None,
+                alias="event_id",
+                max_length=200,
+                description="This transaction's id: the score log keeps it, and POST /feedback labels it.",
+            ),
         )
     return create_model(  # type: ignore[call-overload, no-any-return]
         "Transaction",
@@ -145,7 +160,9 @@ class RowScore(BaseModel):
     p_value: float = Field(description="Conformal p-value against held-out normal rows (small = unusual).")
     components: ScoreComponents
     top_features: list[FeatureContribution]
-    event_id: str | None = Field(None, description="A spec model's event id (null for a what-if).")
+    event_id: str | None = Field(
+        None, description="The event's id as sent (a spec model's: null for a what-if); POST /feedback labels it."
+    )
     late: bool | None = Field(
         None, description="A spec model's event older than its entity's newest recorded one (README: late events)."
     )

@@ -51,6 +51,17 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a recorded event id is remembered (retries answered from the store).",
     )
+    score_log: bool = Field(
+        True,
+        description="Remember each scored event (id, time, model version, score, flag, top features) in the "
+        "monitor store, for GET /monitor and POST /feedback.",
+    )
+    monitor_path: Path | None = Field(
+        None,
+        description="The monitor store's SQLite file (score log, labels, recent rows). Default: beside the "
+        "model directory (MODEL.monitor.sqlite).",
+    )
+    score_log_max_rows: int = Field(1_000_000, ge=1000, description="Scored events kept (the oldest go first).")
     log_level: str = Field("info", pattern="^(critical|error|warning|info|debug)$", description="uvicorn log level.")
 
     @field_validator("api_keys", mode="before")

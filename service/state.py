@@ -172,6 +172,23 @@ class Metrics:
             registry=self.registry,
         )
         self.state_up = Gauge("fraudvae_state_up", "1 when the state store answers.", registry=self.registry)
+        self.score_log_errors = Counter(
+            "fraudvae_score_log_errors_total", "Scored requests the score log could not record.", registry=self.registry
+        )
+        self.live = Gauge(
+            "fraudvae_monitor",
+            "Live performance from the score log and analysts' labels, per window (hour, day, week): alert_rate, "
+            "target_fpr, precision, recall, labelled_alerts, label_delay_seconds_median.",
+            ["window", "measure"],
+            registry=self.registry,
+        )
+        self.drift = Gauge(
+            "fraudvae_drift",
+            "Drift of the recent scored rows against the training reference, per column (and 'score'): the "
+            "test's statistic, its threshold, and drifted (1/0).",
+            ["column", "measure"],
+            registry=self.registry,
+        )
         self.reloads = Counter(
             "fraudvae_model_reloads_total", "Model reloads by outcome.", ["outcome"], registry=self.registry
         )
@@ -189,6 +206,26 @@ class Metrics:
         for measure in ("read_ms_p50", "read_ms_p99", "write_ms_p50", "write_ms_p99"):
             if stats[measure] is not None:
                 self.state.labels(stats["kind"], measure.replace("_ms_", "_seconds_")).set(stats[measure] / 1000)
+
+    def observe_monitor(self, document: dict[str, Any]) -> None:
+        """Refresh the live-performance and drift gauges from :func:`service.monitoring.monitor_document`."""
+        for name, w in document["windows"].items():
+            delay = w["label_delay_seconds"]["median"]
+            for measure, value in (
+                ("alert_rate", w["alert_rate"]),
+                ("target_fpr", w["target_fpr"]),
+                ("precision", w["precision"]),
+                ("recall", w["recall"]),
+                ("labelled_alerts", w["labelled_alerts"]),
+                ("label_delay_seconds_median", delay),
+            ):
+                if value is not None:
+                    self.live.labels(name, measure).set(float(value))
+        for d in document["drift"]:
+            if d["statistic"] is not None:
+                self.drift.labels(d["column"], "statistic").set(d["statistic"])
+                self.drift.labels(d["column"], "threshold").set(d["threshold"])
+            self.drift.labels(d["column"], "drifted").set(1.0 if d["drifted"] else 0.0)
 
     def observe_scores(self, result: ScoreResult) -> None:
         self.rows.inc(len(result))

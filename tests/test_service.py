@@ -197,7 +197,7 @@ def test_health_ready_model_and_metrics(client: TestClient, model_dir: Path) -> 
 def test_openapi_shows_the_training_columns(client: TestClient) -> None:
     doc = client.get("/openapi.json").json()
     props = doc["components"]["schemas"]["Transaction"]["properties"]
-    assert list(props) == list(a_transaction())
+    assert list(props) == [*a_transaction(), "event_id"], "event_id names the transaction for POST /feedback"
     assert doc["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Transaction"
     }

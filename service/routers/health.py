@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from ..deps import MetricsDep
+from ..monitoring import monitor_document
 from ..schemas import ErrorResponse
 
 router = APIRouter(tags=["health"])
@@ -39,4 +40,7 @@ async def prometheus(request: Request, metrics: MetricsDep) -> Response:
     holder = request.app.state.holder
     if holder.ready and holder.get().state is not None:
         await run_in_threadpool(metrics.observe_state, holder.get().state.store)
+    if holder.ready and request.app.state.monitor is not None:
+        document = await run_in_threadpool(monitor_document, request.app.state.monitor, holder.get())
+        metrics.observe_monitor(document)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ from ..bodies import csv_frame, json_response, media_type, parse_json, read_body
 from ..deps import ERROR_RESPONSES, KEYED, MetricsDep, ModelDep, SettingsDep
 from ..errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from ..events import score_events, validate_events
+from ..monitoring import log_scored
 from ..schemas import BatchResponse, ScoreResponse
 from ..state import LoadedModel
 
@@ -39,20 +41,25 @@ async def score(request: Request, model: ModelDep, settings: SettingsDep, metric
         frame, ids, record = validate_events([body], model, batch=False)
         rows, result = score_events(frame, ids, record, model, settings.explain_top_k)
         metrics.observe_scores(result)
+        if record:
+            _log(request, model, result, frame, ids, [bool(r.get("replayed")) for r in rows])
         return json_response({**rows[0], "model_version": model.version, "request_id": request.state.request_id})
     try:
         row = model.row_adapter.validate_python(body)
     except ValidationError as exc:
         raise InvalidInput(errors.pydantic_errors(exc, expected=model.expected)) from exc
     frame = rows_to_frame([row], model)
+    event_id = row.model_dump(by_alias=True).get("event_id")
     # Inline, not in the thread pool: one row takes a few milliseconds on the worker's one
     # torch thread, and the hop to a pool thread and back made /score slower, not faster
     # (docs/experiments/2026-11-23-http-service.md). Batches, which take longer, still go to the pool.
     result = model.detector.score_frame(frame, explain_top_k=settings.explain_top_k, warn_extra=False)
     metrics.observe_scores(result)
+    _log(request, model, result, frame, [event_id])
     return json_response(
         {
             **row_results(result, settings.explain_top_k)[0],
+            **({"event_id": event_id} if event_id is not None else {}),
             "model_version": model.version,
             "request_id": request.state.request_id,
         }
@@ -88,23 +95,52 @@ async def batch_score(request: Request, model: ModelDep, settings: SettingsDep, 
             frame, ids, record = validate_events(rows, model, batch=True)
             answers, result = await run_in_threadpool(score_events, frame, ids, record, model, settings.explain_top_k)
             metrics.observe_scores(result)
+            if record:
+                replayed = [bool(a.get("replayed")) for a in answers]
+                await run_in_threadpool(_log, request, model, result, frame, ids, replayed)
             return _batch_response(answers, result, started, model, request)
         try:
             validated = model.batch_adapter.validate_python(rows)
         except ValidationError as exc:
             raise InvalidInput(errors.pydantic_errors(exc, row_offset=True, expected=model.expected)) from exc
         frame = rows_to_frame(validated, model)
+        event_ids: list[Any] = [r.model_dump(by_alias=True).get("event_id") for r in validated]
     elif model.spec is not None:
         raise UnsupportedMediaType(
             "a model with a feature spec takes its raw events as a JSON array (each with its event id), not CSV"
         )
     else:
         frame = csv_frame(body, limit, model.detector.schema_)
+        event_ids = [None] * len(frame)
     result = await run_in_threadpool(
         model.detector.score_frame, frame, explain_top_k=settings.explain_top_k, warn_extra=False
     )
     metrics.observe_scores(result)
-    return _batch_response(row_results(result, settings.explain_top_k), result, started, model, request)
+    await run_in_threadpool(_log, request, model, result, frame, event_ids)
+    answers = row_results(result, settings.explain_top_k)
+    for answer, event_id in zip(answers, event_ids, strict=True):
+        if event_id is not None:
+            answer["event_id"] = event_id
+    return _batch_response(answers, result, started, model, request)
+
+
+def _log(
+    request: Request,
+    model: LoadedModel,
+    result: ScoreResult,
+    frame: Any,
+    ids: list[Any] | None,
+    skip: list[bool] | None = None,
+) -> None:
+    """The score log (on by default). A store that fails is counted and logged, never the request's failure."""
+    store = request.app.state.monitor
+    if store is None:
+        return
+    try:
+        log_scored(store, model, result, frame, list(ids) if ids is not None else [None] * len(result), skip)
+    except Exception:  # observability must not fail a scored request
+        request.app.state.metrics.score_log_errors.inc()
+        logging.getLogger("fraudvae.service").exception("score log write failed")
 
 
 def _batch_response(

@@ -1,0 +1,82 @@
+"""The monitor store (fraudvae.monitor.store): the score log, labels with history, live windows."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fraudvae.monitor.store import Label, MonitorStore, ScoredEvent
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MonitorStore:
+    return MonitorStore(tmp_path / "monitor.sqlite")
+
+
+def test_a_label_sent_twice_is_stored_once_and_a_later_one_replaces_it(store: MonitorStore) -> None:
+    store.log_scores([ScoredEvent("e1", 5.0, True)], "v1")
+    first = store.add_labels([Label("e1", 0, "analyst", 100.0), Label("e1", 0, "analyst", 100.0)])
+    assert (first["stored"], first["unchanged"], first["unknown"]) == (1, 1, 0)
+    later = store.add_labels([Label("e1", 1, "analyst", 200.0)])
+    older = store.add_labels([Label("e1", 0, "analyst", 50.0)])
+    assert later["replaced"] == 1 and older["older"] == 1
+    current = store.labels()
+    assert current[["event_id", "source", "label", "labelled_at"]].values.tolist() == [["e1", "analyst", 1, 200.0]]
+    assert store.label_history()["outcome"].tolist() == ["stored", "replaced", "older"]
+
+
+def test_sources_are_kept_apart_and_the_latest_label_counts(store: MonitorStore) -> None:
+    store.log_scores(
+        [ScoredEvent("e1", 5.0, True)],
+        "v1",
+    )
+    store.add_labels([Label("e1", 1, "chargeback", 300.0), Label("e1", 0, "analyst", 200.0)])
+    assert len(store.labels()) == 2
+    assert store.window(3600)["precision"] == 1.0
+
+
+def test_unknown_event_ids_are_kept_and_reported(store: MonitorStore) -> None:
+    out = store.add_labels([Label("nobody", 1, "analyst", 1.0)])
+    assert out["unknown"] == 1 and out["unknown_event_ids"] == ["nobody"] and out["stored"] == 1
+    assert store.summary()["unknown_labelled_events"] == 1
+    store.log_scores([ScoredEvent("nobody", 3.0, False)], "v1")
+    assert store.summary()["unknown_labelled_events"] == 0, "a late score finds its label"
+
+
+def test_labels_survive_reopening_the_file(tmp_path: Path) -> None:
+    first = MonitorStore(tmp_path / "m.sqlite")
+    first.add_labels([Label(f"e{i}", i % 2, "analyst", float(i)) for i in range(50)])
+    first.close()
+    again = MonitorStore(tmp_path / "m.sqlite")
+    assert len(again.labels()) == 50 and len(again.label_history()) == 50
+
+
+def test_the_window_matches_an_independent_count(store: MonitorStore) -> None:
+    rng = np.random.default_rng(0)
+    now = time.time()
+    flags = rng.random(400) < 0.1
+    fraud = rng.random(400) < 0.05
+    store.log_scores([ScoredEvent(f"e{i}", float(i), bool(flags[i]), ("amount",), now - 10) for i in range(400)], "v1")
+    store.log_scores([ScoredEvent("old", 1.0, True, (), now - 10 * 86_400)], "v1")
+    labelled = rng.random(400) < 0.5
+    store.add_labels([Label(f"e{i}", int(fraud[i]), "analyst", now) for i in np.flatnonzero(labelled)])
+    day = store.window(86_400, now=now)
+    assert day["scored"] == 400 and day["alerts"] == int(flags.sum())
+    alerts = flags & labelled
+    assert day["labelled_alerts"] == int(alerts.sum())
+    assert day["precision"] == pytest.approx(fraud[alerts].mean())
+    assert day["recall"] == pytest.approx(flags[labelled & fraud].mean())
+    assert day["label_delay_seconds"]["median"] == pytest.approx(10.0, abs=1e-3)
+    assert store.window(30 * 86_400, now=now)["scored"] == 401
+
+
+def test_the_log_is_bounded(tmp_path: Path) -> None:
+    store = MonitorStore(tmp_path / "m.sqlite", max_rows=100, traffic_rows=10)
+    store.log_scores([ScoredEvent(f"e{i}", 1.0, False) for i in range(250)], "v1", rows=[{"x": i} for i in range(250)])
+    store.purge()
+    kept = store.scores()
+    assert len(kept) == 100 and kept["event_id"].iloc[0] == "e150"
+    assert store.traffic()["x"].tolist() == list(range(240, 250))
