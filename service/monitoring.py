@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fraudvae.detection.results import ScoreResult
 from fraudvae.monitor.drift import Reference, compare
-from fraudvae.monitor.store import WINDOWS, Label, MonitorStore, ScoredEvent
+from fraudvae.monitor.store import WINDOWS, Label, MonitorStore, ScoredEvent, default_monitor_path
 
 from .settings import Settings
 from .state import LoadedModel
@@ -28,10 +27,6 @@ __all__ = ["FeedbackItem", "log_scored", "monitor_document", "open_monitor"]
 
 #: Recent scores compared with the calibration scores (score drift).
 _RECENT_SCORES = 5_000
-
-
-def default_monitor_path(model_dir: Path) -> Path:
-    return model_dir.with_name(model_dir.name + ".monitor.sqlite")
 
 
 def open_monitor(settings: Settings) -> MonitorStore | None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fraudvae._version import __version__
-from fraudvae.cli.monitor import add_monitor_commands
+from fraudvae.cli.monitor import add_calibrate_commands, add_monitor_commands
 from fraudvae.cli.state import add_state_commands, add_state_option
 from fraudvae.exceptions import ConfigurationError, FraudVAEError
 from fraudvae.jobs.console import EpochProgress, describe_goal, describe_inits, say
@@ -390,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_serve)
     add_state_commands(sub)
     add_monitor_commands(sub)
+    add_calibrate_commands(sub)
     return parser
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_monitor_commands"]
+__all__ = ["add_calibrate_commands", "add_monitor_commands"]
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
@@ -59,3 +59,83 @@ def add_monitor_commands(sub: Any) -> None:
     p.add_argument("--time-column", help="date-time column for alerts over time (default: the model's time column)")
     p.add_argument("--period", default="D", help="pandas period of the time buckets (default D: one day)")
     p.set_defaults(func=_cmd_monitor)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from fraudvae.jobs.calibrate_job import recalibrate_file
+
+    entry = recalibrate_file(
+        args.model,
+        args.data,
+        label_column=args.label_column,
+        normal_value=args.normal_value,
+        target_precision=args.target_precision,
+        target_recall=args.target_recall,
+        target_fpr=args.target_fpr,
+        out=args.out,
+        who=args.who,
+    )
+    e = entry["expected"]
+    print(f"Threshold {entry['old_threshold']:.6g} -> {entry['new_threshold']:.6g} ({entry['goal']}).")
+    if e.get("precision") is not None:
+        lo, hi = e["precision_ci95"]
+        rlo, rhi = e["recall_ci95"]
+        print(
+            f"Expected precision {e['precision']:.3f} (95% interval {lo:.3f}-{hi:.3f}, {e['labelled_alerts']} labelled "
+            f"alerts), recall {e['recall']:.3f} ({rlo:.3f}-{rhi:.3f}, {e['labelled_frauds']} labelled frauds)."
+        )
+    else:
+        print(f"Alert rate on the traffic given: {e['alert_rate']:.3%} of {e['rows']} rows.")
+    print(
+        f"Saved to {args.out or args.model}; the audit entry is in versions.json. A running service: POST /model/reload."
+    )
+    return 0
+
+
+def _cmd_feedback_import(args: argparse.Namespace) -> int:
+    import json
+
+    from fraudvae.jobs.feedback_job import import_feedback
+
+    print(json.dumps(import_feedback(args.file, args.model, args.monitor_path), indent=2))
+    return 0
+
+
+def add_calibrate_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "calibrate",
+        help="a new model version with a threshold chosen from analysts' labels (or recent traffic)",
+        description="Score labelled events (or recent unlabelled traffic) with a saved model and choose a new "
+        "threshold: --target-precision or --target-recall with --label-column, or --target-fpr alone. Only the "
+        "threshold changes; versions.json keeps an audit entry (who, when, which labels, old and new threshold, "
+        "expected precision and recall with 95%% intervals). Refused below 30 labelled alerts or 10 frauds.",
+    )
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--data", "--labels", dest="data", required=True, help="events (.csv, .csv.gz, .parquet)")
+    p.add_argument("--label-column", help="column of labels (missing = not labelled, left out)")
+    p.add_argument("--normal-value", help="label value of legitimate rows (default: 0/false/no/legit)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-precision", type=float, help="precision to reach on the labelled events")
+    target.add_argument("--target-recall", type=float, help="recall to reach among the labelled frauds")
+    target.add_argument("--target-fpr", type=float, help="alert rate on recent unlabelled traffic")
+    p.add_argument("--out", help="write the new version here (default: replace the model directory atomically)")
+    p.add_argument("--who", help="name recorded in the audit entry (default: the login name)")
+    p.set_defaults(func=_cmd_calibrate)
+
+    p = sub.add_parser(
+        "feedback",
+        help="analysts' labels into the model's monitor store",
+        description="Labels for scored events, as POST /feedback takes them, from a file.",
+    )
+    actions = p.add_subparsers(dest="feedback_command", required=True, metavar="ACTION")
+    q = actions.add_parser(
+        "import",
+        help="import labels from a CSV or Parquet file",
+        description="Columns: event_id, label (fraud or legit), and optionally source (default analyst) and "
+        "labelled_at (ISO 8601 or unix seconds; default now). Idempotent on (event_id, source); a later "
+        "labelled_at replaces, every label stays in the history; unknown event ids are kept and reported.",
+    )
+    q.add_argument("file", help="labels: .csv, .csv.gz or .parquet")
+    q.add_argument("--model", required=True, help="model directory (names the default monitor store)")
+    q.add_argument("--monitor-path", help="the monitor store's SQLite file (default: MODEL.monitor.sqlite)")
+    q.set_defaults(func=_cmd_feedback_import)

@@ -72,6 +72,8 @@ def save_detector(det: Any, path: str, extra_documents: Mapping[str, Any] | None
         "numpy": np.__version__,
         "pandas": pd.__version__,
         "scikit-learn": sklearn.__version__,
+        # The audit trail of threshold changes (fraudvae calibrate), oldest first.
+        **({"recalibrations": det.recalibrations_} if getattr(det, "recalibrations_", None) else {}),
     }
     documents = {
         "config": config,
@@ -130,6 +132,7 @@ def load_detector(cls: type[D], path: str) -> D:
         if config.get("feature_names_in"):
             det.feature_names_in_ = np.asarray(config["feature_names_in"], dtype=object)
         det.extra_documents_ = {k: v for k, v in docs.items() if k not in RESERVED_DOCUMENTS}
+        det.recalibrations_ = list(docs.get("versions", {}).get("recalibrations", []))
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
         raise IncompatibleArtifactError(
             f"{path!r} passed its integrity check but its content is not what this fraudvae "

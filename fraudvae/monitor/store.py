@@ -31,7 +31,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["DEFAULT_MAX_ROWS", "WINDOWS", "Label", "MonitorStore", "ScoredEvent"]
+from fraudvae.exceptions import DataFileError
+
+__all__ = [
+    "DEFAULT_MAX_ROWS",
+    "WINDOWS",
+    "Label",
+    "MonitorStore",
+    "ScoredEvent",
+    "default_monitor_path",
+    "parse_labels",
+]
 
 #: Scored events kept (the oldest go first).
 DEFAULT_MAX_ROWS = 1_000_000
@@ -295,3 +305,58 @@ class MonitorStore:
                 ).fetchone()[0]
             ),
         }
+
+
+def default_monitor_path(model_dir: str | Path) -> Path:
+    """Where a model's monitor store lives unless configured: beside its directory."""
+    path = Path(model_dir)
+    return path.with_name(path.name + ".monitor.sqlite")
+
+
+def parse_labels(frame: pd.DataFrame, *, received: float | None = None) -> list[Label]:
+    """Labels from a table (event_id, label, [source], [labelled_at]); a bad cell is refused by row and column."""
+    missing = [c for c in ("event_id", "label") if c not in frame.columns]
+    if missing:
+        raise DataFileError(
+            f"The labels file has no column(s) {missing}; expected event_id, label (fraud or legit), and optionally "
+            f"source and labelled_at. Its columns are {list(frame.columns)[:30]}."
+        )
+    now = time.time() if received is None else received
+    out = []
+    for i, row in enumerate(frame.to_dict("records")):
+        event_id = row["event_id"]
+        if event_id is None or (isinstance(event_id, float) and math.isnan(event_id)) or not str(event_id).strip():
+            raise DataFileError(f"Row {i}: event_id is empty; expected the id the event was scored with.")
+        event_id = str(event_id).strip()
+        if len(event_id) > 200:
+            raise DataFileError(
+                f"Row {i}: event_id {event_id[:40]!r}... is {len(event_id)} characters; expected at most 200."
+            )
+        label = str(row["label"]).strip().lower()
+        if label not in ("fraud", "legit"):
+            raise DataFileError(f"Row {i}: label {row['label']!r} for event {event_id!r}; expected 'fraud' or 'legit'.")
+        source = row.get("source")
+        source = (
+            "analyst" if source is None or (isinstance(source, float) and math.isnan(source)) else str(source).strip()
+        )
+        if not source or len(source) > 100:
+            raise DataFileError(f"Row {i}: source {source!r}; expected 1 to 100 characters.")
+        when = row.get("labelled_at")
+        if when is None or (isinstance(when, float) and math.isnan(when)):
+            seconds = now
+        else:
+            try:
+                seconds = float(when)
+            except (TypeError, ValueError):
+                stamp = pd.to_datetime(str(when), errors="coerce", utc=True)
+                if pd.isna(stamp):
+                    raise DataFileError(
+                        f"Row {i}: labelled_at {when!r}; expected an ISO 8601 date-time or unix seconds."
+                    ) from None
+                seconds = stamp.timestamp()
+            if not (math.isfinite(seconds) and 0 <= seconds < 1e11):
+                raise DataFileError(
+                    f"Row {i}: labelled_at {when!r}; expected unix seconds between 1970 and the year 5000."
+                )
+        out.append(Label(event_id, 1 if label == "fraud" else 0, source, seconds))
+    return out
