@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import BaseModel, TypeAdapter
 
 from fraudvae import VAEDetector
-from fraudvae.detection.artifact import MANIFEST
+from fraudvae.detection.artifact import model_version
 from fraudvae.detection.results import ScoreResult
 from fraudvae.exceptions import StateUnavailableError
 from fraudvae.features.behaviour import model_spec
@@ -81,7 +80,7 @@ class OnlineState:
 def load_model(model_dir: Path, settings: Settings | None = None) -> LoadedModel:
     """Load and verify a model directory, build its request schema, and open its state store."""
     detector = VAEDetector.load(str(model_dir))
-    digest = hashlib.sha256((model_dir / MANIFEST).read_bytes()).hexdigest()[:12]
+    digest = model_version(model_dir)
     spec = model_spec(detector.extra_documents_)
     expected = {c.name: c.expected for c in detector.schema_.columns}
     state = None

@@ -115,3 +115,26 @@ def test_monitor_page_renders_in_a_browser_with_its_plots(model_dir: Path, windo
     assert all(i["ok"] for i in images) and errors == []
     assert all(u.startswith(("file:", "data:")) for u in requests), "the page must be self-contained"
     assert any("Wasserstein" in c for c in cells)
+
+
+def test_the_batch_job_writes_a_score_log_beside_its_output(model_dir: Path, holdout, tmp_path: Path) -> None:
+    from fraudvae.detection.artifact import model_version
+    from fraudvae.jobs.batch import score_file
+
+    X, _ = holdout
+    X.assign(tx=[f"t{i}" for i in range(len(X))]).to_csv(tmp_path / "in.csv", index=False)
+    score_file(model_dir, tmp_path / "in.csv", tmp_path / "out.csv", score_log=tmp_path / "log.parquet", id_column="tx")
+    log, out = pd.read_parquet(tmp_path / "log.parquet"), pd.read_csv(tmp_path / "out.csv")
+    assert list(log.columns) == ["event_id", "scored_at", "model_version", "score", "flagged", "top_features"]
+    assert log["event_id"].tolist() == [f"t{i}" for i in range(len(X))]
+    assert (log["model_version"] == model_version(model_dir)).all()
+    np.testing.assert_array_equal(log["flagged"].to_numpy(), out["is_anomaly"].to_numpy())
+
+
+def test_a_batch_that_fails_writes_no_score_log(model_dir: Path, holdout, tmp_path: Path) -> None:
+    from fraudvae.jobs.batch import score_file
+
+    X, _ = holdout
+    X.assign(amount="not a number").to_csv(tmp_path / "bad.csv", index=False)
+    score_file(model_dir, tmp_path / "bad.csv", tmp_path / "out.csv", score_log=tmp_path / "log.parquet")
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "log.parquet").exists()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fraudvae._version import __version__
-from fraudvae.cli.monitor import add_calibrate_commands, add_monitor_commands
+from fraudvae.cli.monitor import add_calibrate_commands, add_monitor_commands, add_score_log_options, score_log_of
 from fraudvae.cli.state import add_state_commands, add_state_option
 from fraudvae.exceptions import ConfigurationError, FraudVAEError
 from fraudvae.jobs.console import EpochProgress, describe_goal, describe_inits, say
@@ -127,14 +127,16 @@ def _cmd_score(args: argparse.Namespace) -> int:
         "max_reject_rate": args.max_reject_rate,
         "history": args.history,
     }
+    log = score_log_of(args)  # the local engine's; Spark refuses it
     if args.engine == "spark":
         score_path = _optional("fraudvae.jobs.spark", "spark", "--engine spark").score_path
         summary = score_path(args.model, args.input, args.output, master=args.master, **common)
     else:
         from fraudvae.jobs.batch import score_file
 
+        chunks = args.chunk_rows
         summary = score_file(
-            args.model, args.input, args.output, chunk_rows=args.chunk_rows, progress=not args.quiet, **common
+            args.model, args.input, args.output, chunk_rows=chunks, progress=not args.quiet, **common, **log
         )
     print(summary.line())
     if summary.reject_rate > args.max_reject_rate:
@@ -369,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="earlier events (same columns) whose behaviour is the past of the input's events, for a model "
         "trained with --features; both files in time order",
     )
+    add_score_log_options(p)
     p.add_argument("--engine", choices=["local", "spark"], default="local", help="local streaming (default) or Spark")
     p.add_argument("--master", default="local[2]", help="Spark master with --engine spark (default local[2])")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_calibrate_commands", "add_monitor_commands"]
+__all__ = ["add_calibrate_commands", "add_monitor_commands", "add_score_log_options", "score_log_of"]
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
@@ -139,3 +139,22 @@ def add_calibrate_commands(sub: Any) -> None:
     q.add_argument("--model", required=True, help="model directory (names the default monitor store)")
     q.add_argument("--monitor-path", help="the monitor store's SQLite file (default: MODEL.monitor.sqlite)")
     q.set_defaults(func=_cmd_feedback_import)
+
+
+def add_score_log_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--score-log",
+        help="also write a score log (.parquet): event id, time, model version, score, flag, top features",
+    )
+    p.add_argument("--id-column", help="the input column naming each event in the score log")
+
+
+def score_log_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The score-log arguments of ``fraudvae score`` (local engine only: Spark refuses them)."""
+    if args.score_log is None and args.id_column is None:
+        return {}
+    if args.engine == "spark":
+        from fraudvae.exceptions import ConfigurationError
+
+        raise ConfigurationError("--score-log is written by the local engine; drop --engine spark or --score-log.")
+    return {"score_log": args.score_log, "id_column": args.id_column}

@@ -22,6 +22,7 @@ from fraudvae.exceptions import DataFileError
 
 __all__ = [
     "MalformedLines",
+    "TableWriter",
     "atomic_path",
     "check_header",
     "csv_header",
@@ -273,3 +274,43 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+class TableWriter:
+    """Appends Arrow tables to a temporary file (CSV, CSV.gz or Parquet by the name); ``commit`` renames it onto the target."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.tmp = atomic_path(target)
+        self.fmt = file_format(target) if target.suffix or target.name.endswith(".gz") else "csv"
+        self._writer: Any = None
+        self._sink: Any = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            if self.fmt == "parquet":
+                self._writer = pq.ParquetWriter(self.tmp, table.schema)
+            else:
+                self._sink = (
+                    pa.CompressedOutputStream(str(self.tmp), "gzip")
+                    if self.target.name.endswith(".gz")
+                    else pa.OSFile(str(self.tmp), "wb")
+                )
+                self._writer = pacsv.CSVWriter(self._sink, table.schema)
+        self._writer.write_table(table)
+
+    def commit(self) -> None:
+        self.close()
+        self.tmp.replace(self.target)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+
+    def discard(self) -> None:
+        self.close()
+        self.tmp.unlink(missing_ok=True)

@@ -132,3 +132,8 @@ def read_artifact(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor]
         raise IntegrityError(f"{str(root / TENSORS)!r} is not a valid safetensors file ({exc}).") from exc
     docs = {name[: -len(".json")]: json.loads((root / name).read_text()) for name in files if name.endswith(".json")}
     return tensors, docs
+
+
+def model_version(path: str | os.PathLike[str]) -> str:
+    """A model directory's version: the first 12 hex digits of its manifest's SHA-256 (what the service reports)."""
+    return hashlib.sha256((Path(path) / MANIFEST).read_bytes()).hexdigest()[:12]

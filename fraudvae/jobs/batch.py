@@ -32,7 +32,7 @@ import torch
 from fraudvae.data.io import (
     CSV_BLOCK,
     MalformedLines,
-    atomic_path,
+    TableWriter,
     check_header,
     csv_header,
     csv_options,
@@ -42,6 +42,7 @@ from fraudvae.data.io import (
     typed_frame,
 )
 from fraudvae.data.textparse import printable
+from fraudvae.detection.artifact import model_version
 from fraudvae.detection.contract import REJECT_FILE_REASON, REJECT_LINE, output_columns, reject_reason, score_columns
 from fraudvae.detection.detector import VAEDetector
 from fraudvae.detection.engine import PreparedRows
@@ -50,6 +51,7 @@ from fraudvae.exceptions import ConfigurationError, DataFileError, EventOrderErr
 from fraudvae.features.behaviour import input_columns, model_spec, with_features
 from fraudvae.features.stream import FeatureStream
 from fraudvae.model.threads import available_cpus, requested_threads
+from fraudvae.monitor.store import score_log_table
 
 __all__ = ["BatchSummary", "score_file"]
 
@@ -234,46 +236,6 @@ def _prefetched(items: Iterator[Any]) -> Iterator[Any]:
 
 
 # ---------------------------------------------------------------------- writing
-class _Writer:
-    """Appends tables to a temporary file; ``commit`` renames it onto the target."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-        self.tmp = atomic_path(target)
-        self.fmt = file_format(target) if target.suffix or target.name.endswith(".gz") else "csv"
-        self._writer: Any = None
-        self._sink: Any = None
-
-    def write(self, table: pa.Table) -> None:
-        if self._writer is None:
-            if self.fmt == "parquet":
-                self._writer = pq.ParquetWriter(self.tmp, table.schema)
-            else:
-                self._sink = (
-                    pa.CompressedOutputStream(str(self.tmp), "gzip")
-                    if self.target.name.endswith(".gz")
-                    else pa.OSFile(str(self.tmp), "wb")
-                )
-                self._writer = pacsv.CSVWriter(self._sink, table.schema)
-        self._writer.write_table(table)
-
-    def commit(self) -> None:
-        self.close()
-        self.tmp.replace(self.target)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._sink is not None:
-            self._sink.close()
-            self._sink = None
-
-    def discard(self) -> None:
-        self.close()
-        self.tmp.unlink(missing_ok=True)
-
-
 def _in_order(stream: FeatureStream, part: Chunk, path: str | Path) -> pd.DataFrame:
     """The chunk's behavioural features; an order error names the file and the line."""
     try:
@@ -297,6 +259,8 @@ def score_file(
     max_reject_rate: float = 0.0,
     progress: bool = False,
     history: str | Path | None = None,
+    score_log: str | Path | None = None,
+    id_column: str | None = None,
 ) -> BatchSummary:
     """Score a file chunk by chunk; see the module docstring. Returns the summary.
 
@@ -309,6 +273,10 @@ def score_file(
 
     The output is committed only when the reject rate is within ``max_reject_rate``;
     otherwise the rejects file is kept (it says why) and the output is not written.
+
+    ``score_log`` (Parquet) remembers every scored event as the service's score log does
+    (:func:`fraudvae.monitor.store.score_log_table`), named by ``id_column``; it is
+    committed with the output.
     """
     if chunk_rows < 1:
         raise ConfigurationError(f"--chunk-rows {chunk_rows} is invalid; expected a positive number of rows.")
@@ -322,6 +290,8 @@ def score_file(
     if dst.resolve() == src.resolve():
         raise ConfigurationError("--output is the same file as --input; choose another path.")
     keep = list(keep_columns or [])
+    if id_column is not None and score_log is None:
+        raise ConfigurationError("--id-column names the events of the score log; pass --score-log too.")
     spec = model_spec(det.extra_documents_)
     if history is not None and spec is None:
         raise ConfigurationError(
@@ -329,11 +299,13 @@ def score_file(
         )
     if history is not None and not Path(history).exists():
         raise DataFileError(f"History {str(history)!r} does not exist; check the path.")
-    needed = list(dict.fromkeys([*input_columns(det.schema_.names, spec), *keep]))
+    needed = list(dict.fromkeys([*input_columns(det.schema_.names, spec), *keep, *([id_column] if id_column else [])]))
     kinds = {c.name: c.kind for c in det.schema_.columns}
     stream = FeatureStream(spec, in_time_order=True) if spec is not None else None
     rejects_path = dst.with_name(dst.name + ".rejects.csv")
-    out, rejects = _Writer(dst), _Writer(rejects_path)
+    out, rejects = TableWriter(dst), TableWriter(rejects_path)
+    log = TableWriter(Path(score_log)) if score_log is not None else None
+    version = model_version(model_dir)
     summary = BatchSummary()
     bar = _progress(src) if progress else None
 
@@ -342,6 +314,9 @@ def score_file(
         positions = result.row_positions if result.row_positions is not None else np.arange(len(frame))
         kept = {c: frame[c].to_numpy()[positions] for c in keep}
         out.write(pa.table({**kept, **score_columns(result, explain_top_k)}))
+        if log is not None:
+            ids = frame[id_column].to_numpy()[positions] if id_column else None
+            log.write(score_log_table(result, ids, version, explain_top_k))
         bad = sorted(
             [(int(part.lines[r]), reject_reason(result.rejected[r])) for r in result.rejected] + part.malformed
         )
@@ -398,6 +373,8 @@ def score_file(
     except BaseException:
         out.discard()
         rejects.discard()
+        if log is not None:
+            log.discard()
         raise
     finally:
         torch.set_num_threads(threads)
@@ -411,7 +388,13 @@ def score_file(
         rejects_path.unlink(missing_ok=True)  # a stale file from an earlier run would mislead
     if summary.reject_rate > max_reject_rate:
         out.discard()
+        if log is not None:
+            log.discard()
     else:
+        if log is not None:
+            if log._writer is None:
+                log.write(score_log_table(None, None, version, 0))
+            log.commit()
         if out._writer is None:  # an empty input still yields a valid empty output
             columns = {c: pa.string() for c in keep} | {
                 c: _ARROW[kind] for c, kind in output_columns(explain_top_k).items()

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from fraudvae.exceptions import DataFileError
 
@@ -360,3 +361,23 @@ def parse_labels(frame: pd.DataFrame, *, received: float | None = None) -> list[
                 )
         out.append(Label(event_id, 1 if label == "fraud" else 0, source, seconds))
     return out
+
+
+def score_log_table(result: Any, ids: np.ndarray | None, model_version: str, top_k: int) -> Any:
+    """The batch job's score log as an Arrow table: the service's columns (``result`` None: empty)."""
+    n = 0 if result is None else len(result)
+    tops = result.top_features(top_k) if result is not None and top_k else None
+    return pa.table(
+        {
+            "event_id": pa.array(
+                [None if v is None else str(v) for v in ids] if ids is not None else [None] * n, pa.string()
+            ),
+            "scored_at": pa.array([pd.Timestamp.now(tz="UTC")] * n, pa.timestamp("us", tz="UTC")),
+            "model_version": pa.array([model_version] * n, pa.string()),
+            "score": pa.array([] if result is None else result.anomaly_score, pa.float64()),
+            "flagged": pa.array([] if result is None else result.is_anomaly, pa.bool_()),
+            "top_features": pa.array(
+                [json.dumps([t["feature"] for t in row]) for row in tops] if tops else ["[]"] * n, pa.string()
+            ),
+        }
+    )
