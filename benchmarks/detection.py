@@ -131,6 +131,34 @@ def table(results: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(results: pd.DataFrame) -> str:
+    """The front page's view: per method, mean AUROC / AUPRC overall, on the ADBench and the fraud files, and rank."""
+    g = results.groupby(["dataset", "method"])[["auroc", "auprc"]].mean().reset_index()
+    methods = [m for m in METHODS if m in set(g["method"])]
+    datasets = list(dict.fromkeys(results["dataset"]))
+    adbench = [d for d in datasets if d not in protocol.CSV_SETS]
+    fraud = [d for d in datasets if d in protocol.CSV_SETS]
+    pivots = {
+        m: g.pivot(index="dataset", columns="method", values=m).loc[datasets, methods] for m in ("auroc", "auprc")
+    }
+    ranks = {m: p.rank(axis=1, ascending=False).mean() for m, p in pivots.items()}
+    lines = [
+        f"Mean AUROC / AUPRC over seeds {sorted(set(results['seed']))}; per file: "
+        "[detection notes](docs/experiments/2026-12-02-detection-notes.md).",
+        "",
+        f"| method | all {len(datasets)} files | {len(adbench)} ADBench files | {len(fraud)} fraud CSV files | average rank |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for m in methods:
+        cells = [
+            " / ".join(f"{pivots[k].loc[part, m].mean():.3f}" for k in ("auroc", "auprc"))
+            for part in (datasets, adbench, fraud)
+        ]
+        rank = f"{ranks['auroc'][m]:.2f} / {ranks['auprc'][m]:.2f}"
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {rank} |")
+    return "\n".join(lines) + "\n"
+
+
 def _coverage(results: pd.DataFrame, names: list[str], methods: list[str]) -> str:
     """Say which (dataset, method) cells are averaged over fewer than the three seeds."""
     counts = results.groupby(["dataset", "method"])["seed"].nunique()
@@ -193,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_write:
         quality, _, times = text.partition("### Time (seconds")
-        replace_section(ROOT / "BENCHMARKS.md", "detection", quality)
+        replace_section(ROOT / "BENCHMARKS.md", "detection", summary(results) + _coverage(results, names, methods))
+        replace_section(ROOT / "docs" / "experiments" / "2026-12-02-detection-notes.md", "detection_tables", quality)
         notes = ROOT / "docs" / "experiments" / "2026-12-02-detection-notes.md"
         replace_section(notes, "detection_time", "### Time (seconds" + times if times else "")
     return 0

@@ -342,6 +342,23 @@ def per_file(baseline: str, candidate: str, seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def spread(baseline: str, candidate: str, seeds: list[int]) -> str:
+    """Rule 1's stability clause: the mean over files of each one's standard deviation over ``seeds``."""
+    done = _done(signature())
+    names = [n for n in ROWS if all((c, n, s) in done for c in (baseline, candidate) for s in seeds)]
+    lines = [
+        f"Spread over seeds {', '.join(map(str, seeds))}: each file's standard deviation of AUROC / AUPRC, "
+        f"mean over the {len(names)} files measured.",
+        "",
+        "| configuration | mean spread AUROC | mean spread AUPRC |",
+        "|---|---:|---:|",
+    ]
+    for c in (baseline, candidate):
+        sd = {m: np.mean([np.std([done[(c, n, s)][m] for s in seeds]) for n in names]) for m in ("auroc", "auprc")}
+        lines.append(f"| `{c}` | {sd['auroc']:.4f} | {sd['auprc']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default="default")
@@ -350,6 +367,7 @@ def main() -> int:
     parser.add_argument("--half", choices=["A", "B"], help="only this half's files (screening)")
     parser.add_argument("--section", help="write the verdict into this section of the study's page")
     parser.add_argument("--reuse-detection", metavar="CONFIG", help="detection.py's default fits stand for CONFIG")
+    parser.add_argument("--spread", action="store_true", help="only print the spread table over --seeds")
     parser.add_argument("--for-detection", action="store_true", help="the change must also gain on each half")
     args = parser.parse_args()
     candidates, seeds = args.candidate.split(","), [int(s) for s in args.seeds.split(",")]
@@ -358,6 +376,12 @@ def main() -> int:
             parse(c)
         except ValueError as exc:
             parser.error(str(exc))
+    if args.spread:
+        text = "\n".join(spread(args.baseline, c, seeds) for c in candidates)
+        print(text)
+        if args.section:
+            replace_section(DOC, f"{args.section}_spread", text)
+        return 0
     if args.reuse_detection:
         reuse_detection(args.reuse_detection)
     names = HALVES[args.half] if args.half else [*HALVES["A"], *HALVES["B"]]

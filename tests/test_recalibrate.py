@@ -119,3 +119,15 @@ def test_a_bad_labels_file_stores_nothing(tmp_path: Path, model_dir: Path, rows:
     with pytest.raises(DataFileError, match=re.escape(needle)):
         import_feedback(tmp_path / "labels.csv", model_dir, tmp_path / "m.sqlite")
     assert not (tmp_path / "m.sqlite").exists() or len(MonitorStore(tmp_path / "m.sqlite").labels()) == 0
+
+
+def test_a_running_service_takes_the_new_threshold_on_reload(model_copy: Path, labelled: Path) -> None:
+    from tests.test_service import make_client
+
+    with make_client(model_copy, admin_key="admin-secret") as client:
+        before = client.get("/model").json()["threshold"]
+        entry = recalibrate_file(model_copy, labelled, label_column="label", target_recall=0.8)
+        assert client.get("/model").json()["threshold"] == before, "nothing changes until the reload"
+        r = client.post("/model/reload", json={}, headers={"X-API-Key": "admin-secret"})
+        assert r.status_code == 200, r.text
+        assert client.get("/model").json()["threshold"] == entry["new_threshold"] != before
