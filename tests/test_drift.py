@@ -110,3 +110,21 @@ def test_degenerate_windows_do_not_raise(reference, window, expected: str) -> No
     assert result.test == expected and not result.drifted
     json_ready = result.to_json()
     assert all(v is None or isinstance(v, (str, int, float, bool, list)) for v in json_ready.values())
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(1, "1"), (1.0, "1"), ("1", "1"), (True, "True"), (2.5, "2.5"), ("web", "web")]
+)
+def test_a_level_is_the_same_whichever_way_it_arrived(value: object, text: str) -> None:
+    """Regression: the service compared JSON's 1 with the training file's 1.0 and saw a new level."""
+    from fraudvae.data.reference import canonical_level
+
+    assert canonical_level(value) == text
+
+
+def test_integers_sent_as_floats_are_not_a_new_level() -> None:
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"grade": rng.integers(1, 4, 3000).astype(float)})
+    ref = drift.Reference.from_frame(train, {"grade": "categorical"})
+    (result,) = drift.compare(ref, pd.DataFrame({"grade": rng.integers(1, 4, 2000)}))
+    assert result.unseen_share == 0.0 and not result.drifted

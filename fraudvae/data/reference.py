@@ -15,10 +15,19 @@ import pandas as pd
 
 from fraudvae.data.schema import Schema
 
-__all__ = ["REFERENCE_ROWS", "reference_kinds", "reference_sample"]
+__all__ = ["REFERENCE_ROWS", "canonical_level", "reference_kinds", "reference_sample"]
 
 #: Training rows kept (at random) for drift checks.
 REFERENCE_ROWS = 2000
+
+
+def canonical_level(value: Any) -> str:
+    """A category's text, the same whichever way it arrived: ``1``, ``1.0`` and ``"1"`` are ``"1"``."""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def reference_kinds(schema: Schema) -> dict[str, str]:
@@ -55,6 +64,6 @@ def reference_sample(
             values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
             numeric[name] = [float(v) for v in values[np.isfinite(values)]]
         else:
-            counts = col.dropna().astype(str).value_counts()
+            counts = col.dropna().map(canonical_level).value_counts()
             levels[name] = {str(k): int(v) for k, v in counts.items()}
     return {"rows": len(sample), "kinds": dict(kinds), "numeric": numeric, "levels": levels, "missing": missing}

@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from fraudvae.data.reference import REFERENCE_ROWS, reference_kinds, reference_sample
+from fraudvae.data.reference import REFERENCE_ROWS, canonical_level, reference_kinds, reference_sample
 
 __all__ = [
     "JENSEN_SHANNON",
@@ -140,7 +140,7 @@ def compare(reference: Reference, current: pd.DataFrame, *, scores: np.ndarray |
             values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
             drift = _numeric(name, np.asarray(reference.numeric[name]), values[~np.isnan(values)])
         else:
-            drift = _categorical(name, reference.levels[name], col.dropna().astype(str))
+            drift = _categorical(name, reference.levels[name], col.dropna().map(canonical_level))
         drift.missing_reference, drift.missing_current = miss_ref, miss_cur
         if _missing_moved(miss_ref, reference.rows, miss_cur, len(col)):
             drift.reasons.append(f"missing rate {miss_ref:.1%} -> {miss_cur:.1%}")

@@ -17,6 +17,7 @@ import pandas as pd
 from jinja2 import Environment, select_autoescape
 
 from fraudvae.data.io import atomic_path
+from fraudvae.data.reference import canonical_level
 from fraudvae.monitor.drift import ColumnDrift, Reference
 from fraudvae.report.html import figure_png
 
@@ -121,7 +122,9 @@ def write_monitor_report(
             values = pd.to_numeric(current[d.column], errors="coerce").to_numpy(dtype=np.float64)
             image = _numeric_plot(d.column, np.asarray(reference.numeric[d.column]), values[np.isfinite(values)])
         else:
-            image = _categorical_plot(d.column, reference.levels[d.column], current[d.column].dropna().astype(str))
+            image = _categorical_plot(
+                d.column, reference.levels[d.column], current[d.column].dropna().map(canonical_level)
+            )
         plots.append({"column": d.column, "reasons": d.reasons, "image": image})
     score_image = _score_plot(np.asarray(reference.scores), np.asarray(scores, dtype=np.float64), threshold)
     periods = document.get("alerts_over_time") or []
