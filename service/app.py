@@ -107,6 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         },
                     }
                 op["requestBody"] = {"required": True, "content": content}
+        feedback = doc["paths"]["/feedback"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        feedback["anyOf"][1]["maxItems"] = settings.max_batch_rows  # 413 above, like /batch_score
         if not settings.api_keys:
             # Without FRAUDVAE_API_KEYS the key is not checked: do not advertise it.
             for path, ops in doc["paths"].items():

@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from fraudvae.detection.results import ScoreResult
 from fraudvae.monitor.drift import Reference, compare
@@ -45,16 +45,9 @@ class FeedbackItem(BaseModel):
     source: str = Field(
         "analyst", min_length=1, max_length=100, description="Who labelled it: one current label per source."
     )
-    labelled_at: dt.datetime | float | None = Field(
+    labelled_at: dt.datetime | Annotated[float, Field(ge=0, lt=1e11, allow_inf_nan=False)] | None = Field(
         None, description="When the label was decided: ISO 8601 or unix seconds (default: when received)."
     )
-
-    @field_validator("labelled_at")
-    @classmethod
-    def _finite(cls, value: Any) -> Any:
-        if isinstance(value, float) and not (math.isfinite(value) and 0 <= value < 1e11):
-            raise ValueError("expected unix seconds between 1970 and the year 5000")
-        return value
 
     def to_label(self, received: float) -> Label:
         when = self.labelled_at

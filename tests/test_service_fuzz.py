@@ -31,6 +31,8 @@ OPERATIONS = [
     "POST /score",
     "POST /batch_score",
     "POST /model/reload",
+    "POST /feedback",
+    "GET /monitor",
 ]
 
 

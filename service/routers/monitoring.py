@@ -36,6 +36,21 @@ def _store(request: Request) -> Any:
     "event the score log never saw is kept and reported in `unknown_event_ids`.",
     dependencies=KEYED,
     responses=ERROR_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            FeedbackItem.model_json_schema(),
+                            {"type": "array", "items": FeedbackItem.model_json_schema(), "minItems": 1},
+                        ]
+                    }
+                }
+            },
+        }
+    },
 )
 async def feedback(request: Request, settings: SettingsDep) -> dict[str, Any]:
     store = _store(request)
