@@ -269,7 +269,10 @@ def run(configs: list[str], seeds: list[int], names: list[str], baseline: str) -
                     and not parse(baseline)[1]
                     and _encodings(config, s) == _encodings(baseline, s)
                 ):
-                    row |= {k: base[k] for k in ("auroc", "auprc", "secs")} | {"same_encoding": True}
+                    row |= {k: base[k] for k in ("auroc", "auprc", "secs")} | {
+                        "same_encoding": True,
+                        "same_as": baseline,
+                    }
                 else:
                     row |= _fit(config, s)
                 print(json.dumps(row), flush=True)
@@ -335,7 +338,10 @@ def per_file(baseline: str, candidate: str, seeds: list[int]) -> str:
                 if any(r is None for r in rows):
                     cells.append("")
                     continue
-                same = c == candidate and all(r.get("same_encoding") for r in rows)
+                # Rows copied before "same_as" was recorded were copies of noratio's.
+                same = c == candidate and all(
+                    r.get("same_as", "noratio" if r.get("same_encoding") else None) == baseline for r in rows
+                )
                 mean = (np.mean([r["auroc"] for r in rows]), np.mean([r["auprc"] for r in rows]))
                 cells.append("=" if same else f"{mean[0]:.3f} / {mean[1]:.3f}")
             lines.append(f"| {half} | {n} | " + " | ".join(cells) + " |")
