@@ -185,7 +185,7 @@ def signature() -> str:
         "params": {k: repr(v) for k, v in VAEDetector().get_params().items()},
         "ratio": [fv_preprocessing.RATIO_SPAN, fv_preprocessing.RATIO_ZERO_SDS, fv_preprocessing._RATIO_ZERO],
         "skew": fv_preprocessing._SKEW_FOR_LOG,
-        "schedule": [fv_schedule.TARGET_STEPS, fv_schedule.MAX_EPOCHS, fv_schedule.MIN_EPOCHS],
+        "schedule": [fv_schedule.TARGET_STEPS, fv_schedule.MAX_EPOCHS, fv_schedule.MIN_EPOCHS, fv_schedule.STEP_BUDGET],
     }
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -16,7 +16,7 @@ Configurations (``+`` joins them):
 
 - ``default``: the shipped detector.
 - ``stepsN``: the automatic schedule's budget of ``N`` optimizer steps instead of
-  ``fraudvae.model.schedule.TARGET_STEPS`` (its epoch cap ``MAX_EPOCHS`` scaled alike), early
+  ``fraudvae.model.schedule.STEP_BUDGET`` (its epoch cap ``MAX_EPOCHS`` scaled alike), early
   stopping unchanged: does the budget, not the validation loss, end the default's fits?
 - ``patienceN``: early stopping after ``N`` epochs without improvement (the default's 10).
 - ``decayN``: on a plateau, the learning rate times ``fraudvae.model.training.TrainConfig.lr_decay``
@@ -131,7 +131,7 @@ def _budget(steps: float | None) -> Iterator[None]:
     """
     saved = fv_backends.default_epochs
     if steps is not None:
-        most = max(fv_schedule.MAX_EPOCHS, round(fv_schedule.MAX_EPOCHS * steps / fv_schedule.TARGET_STEPS))
+        most = max(fv_schedule.MAX_EPOCHS, round(fv_schedule.MAX_EPOCHS * steps / fv_schedule.STEP_BUDGET))
         fv_backends.default_epochs = functools.partial(saved, steps=int(steps), most=most)
     try:
         yield

@@ -45,7 +45,7 @@ def test_the_budget_sets_the_epochs_of_its_own_fits_only() -> None:
     rng = np.random.default_rng(0)
     X = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})
     params = {"hidden_dims": (8,), "prior_components": 2, "patience": 10_000, "random_state": 0}
-    with _budget(schedule.TARGET_STEPS // 4):
+    with _budget(schedule.STEP_BUDGET // 4):
         fitted = VAEDetector(**params).fit(X)
     # 360 training rows in batches of 36: 10 steps an epoch, so 50 epochs for the budget's
     # 500 steps, where the schedule's 2000 steps take 200.
