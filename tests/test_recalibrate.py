@@ -131,3 +131,23 @@ def test_a_running_service_takes_the_new_threshold_on_reload(model_copy: Path, l
         r = client.post("/model/reload", json={}, headers={"X-API-Key": "admin-secret"})
         assert r.status_code == 200, r.text
         assert client.get("/model").json()["threshold"] == entry["new_threshold"] != before
+
+
+def test_a_precision_target_is_met_with_95_percent_confidence() -> None:
+    """Regression: the threshold whose point precision just reached the target over-promised the
+    next month's precision on BankSim (0.36 against a stated 0.47-0.55); now the lower bound does."""
+    from fraudvae.monitor.recalibrate import new_calibration
+
+    rng = np.random.default_rng(0)
+    y = rng.random(20_000) < 0.02
+    scores = rng.normal(size=y.size) + 3.0 * y
+    calibration = {"plan": "elbo", "threshold": 1.0, "goal": {}, "realized": {}, "plans": {"elbo": {"threshold": 1.0}}}
+    doc, entry = new_calibration(calibration, scores, y, target_precision=0.6, source={})
+    t = doc["threshold"]
+    alerts = scores > t
+    lo, _ = wilson(int(y[alerts].sum()), int(alerts.sum()))
+    assert lo >= 0.6 and entry["expected"]["precision"] > 0.6
+    one_more = scores >= np.max(scores[scores <= t])  # the next cut flags one more row
+    assert one_more.sum() == alerts.sum() + 1
+    assert wilson(int(y[one_more].sum()), int(one_more.sum()))[0] < 0.6, "the most alerts that keep the bound"
+    assert entry["goal"] == {"target_precision": 0.6, "confidence": 0.95}

@@ -1,10 +1,13 @@
 """Recalibration from analysts' labels: a new threshold, its expected precision and recall, and the audit entry.
 
 Only the threshold of the model's scoring plan changes (with its goal and realized rates);
-the network, the p-value reference and the explanation baseline stay as fitted. The new
-threshold meets the target on the labelled rows; its expected precision and recall carry a
-95% Wilson interval over the labelled alerts and labelled frauds they are measured on. A
-recalibration on too few labelled alerts or frauds is refused, saying how many are needed.
+the network, the p-value reference and the explanation baseline stay as fitted. A precision
+target is met with 95% confidence on the labelled rows: the threshold flags the most rows
+whose precision's Wilson lower bound is at least the target (taking the threshold whose point
+precision just reaches the target over-promised next month's precision: the best of many cuts
+looks better than it is). Expected precision and recall carry 95% Wilson intervals over the
+labelled alerts and frauds they are measured on. A recalibration on too few labelled alerts
+or frauds is refused, saying how many are needed.
 """
 
 from __future__ import annotations
@@ -103,9 +106,11 @@ def new_calibration(
                 f"at least {MIN_LABELLED_FRAUDS} labelled frauds (and {MIN_LABELLED_ALERTS} labelled alerts at the "
                 "new threshold). Wait for more labels, or recalibrate with --target-fpr on recent traffic."
             )
-        threshold, goal = threshold_from_labels(
-            scores, y, target_precision=target_precision, target_recall=target_recall
-        )
+        if target_precision is not None:
+            threshold = _threshold_for_precision_bound(scores, y, target_precision)
+            goal = {"target_precision": target_precision, "confidence": 0.95}
+        else:
+            threshold, goal = threshold_from_labels(scores, y, target_recall=target_recall)
         expected = _expected(scores, y, threshold)
         if expected["labelled_alerts"] < MIN_LABELLED_ALERTS:
             raise InsufficientDataError(
@@ -132,6 +137,26 @@ def new_calibration(
         "expected": expected,
     }
     return doc, entry
+
+
+def _threshold_for_precision_bound(scores: np.ndarray, y: np.ndarray, target: float) -> float:
+    """The lowest threshold (most alerts) whose precision's 95% Wilson lower bound is at least ``target``."""
+    order = np.argsort(-scores, kind="stable")
+    s, lab = scores[order], y[order]
+    last = np.r_[s[1:] != s[:-1], True]  # a cut after each distinct score
+    tp = np.cumsum(lab)[last].astype(np.float64)
+    n = (np.flatnonzero(last) + 1).astype(np.float64)
+    p = tp / n
+    lower = (p + _Z**2 / (2 * n) - _Z * np.sqrt(p * (1 - p) / n + _Z**2 / (4 * n * n))) / (1 + _Z**2 / n)
+    ok = np.flatnonzero(lower >= target)
+    if ok.size == 0:
+        raise InsufficientDataError(
+            f"No threshold's precision is at least {target} with 95% confidence on these labels (the best lower "
+            f"bound is {float(lower.max()):.3f}); lower the target or label more alerts."
+        )
+    cut = s[last][ok[-1]]
+    below = s[s < cut]
+    return float((below.max() + cut) / 2) if below.size else float(np.nextafter(cut, -np.inf))
 
 
 def _user() -> str:
