@@ -138,3 +138,13 @@ def test_a_batch_that_fails_writes_no_score_log(model_dir: Path, holdout, tmp_pa
     X.assign(amount="not a number").to_csv(tmp_path / "bad.csv", index=False)
     score_file(model_dir, tmp_path / "bad.csv", tmp_path / "out.csv", score_log=tmp_path / "log.parquet")
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "log.parquet").exists()
+
+
+def test_a_spec_model_is_monitored_on_its_raw_events(spec_model_dir: Path, card_events, tmp_path: Path) -> None:
+    """The features are computed as evaluate computes them; drift compares the raw and derived columns."""
+    card_events.iloc[4000:].to_csv(tmp_path / "later.csv", index=False)
+    doc = monitor_file(spec_model_dir, tmp_path / "later.csv", tmp_path / "report", label_column="is_fraud").document
+    compared = {d["column"] for d in doc["drift"]}
+    assert "amount" in compared and any(":" in c for c in compared), compared
+    assert doc["rows"] == 2000 and doc["labels"]["labelled_frauds"] == int(card_events["is_fraud"].iloc[4000:].sum())
+    assert (tmp_path / "report" / "monitor.html").stat().st_size > 0
