@@ -60,6 +60,13 @@ class FeedbackItem(BaseModel):
         return Label(self.event_id, 1 if self.label == "fraud" else 0, self.source, seconds)
 
 
+#: The recent rows' values kept for drift: those of one scored request in this many (the
+#: others log their scores only). 5,000 rows then span the last ~50,000 events, and the
+#: score log costs a request less (benchmarks/score_log.py).
+TRAFFIC_EVERY = 10
+_requests = 0
+
+
 def log_scored(
     monitor: MonitorStore,
     model: LoadedModel,
@@ -69,17 +76,23 @@ def log_scored(
     skip: list[bool] | None = None,
 ) -> None:
     """Log every scored row not marked in ``skip`` (a replayed event was logged the first time)."""
-    tops = result.top_features(3)
-    names = [c for c in (model.detector.reference_ or {}).get("kinds", {}) if c in frame.columns]
-    records = frame[names].to_dict("records") if names else None
+    global _requests
+    _requests += 1
+    ranking = result.ranking
+    names = result.feature_names
+    keep_values = _requests % TRAFFIC_EVERY == 1 or TRAFFIC_EVERY == 1
+    columns = (
+        [c for c in (model.detector.reference_ or {}).get("kinds", {}) if c in frame.columns] if keep_values else []
+    )
+    values = {c: frame[c].to_numpy() for c in columns}
     events, rows = [], []
     for i in range(len(result)):
         if skip is not None and skip[i]:
             continue
-        features = [t["feature"] for t in tops[i]] if tops else []
-        events.append(ScoredEvent(ids[i], float(result.anomaly_score[i]), bool(result.is_anomaly[i]), features))
-        if records is not None:
-            rows.append({k: _plain(v) for k, v in records[i].items()})
+        top = [names[j] for j in ranking[i, :3]] if ranking is not None else []
+        events.append(ScoredEvent(ids[i], float(result.anomaly_score[i]), bool(result.is_anomaly[i]), top))
+        if columns:
+            rows.append({c: _plain(values[c][i]) for c in columns})
     monitor.log_scores(events, model.version, rows or None)
 
 
