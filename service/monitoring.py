@@ -8,6 +8,7 @@ by default beside the model directory).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import time
 from typing import Annotated, Any, Literal
@@ -64,7 +65,7 @@ class FeedbackItem(BaseModel):
 #: others log their scores only). 5,000 rows then span the last ~50,000 events, and the
 #: score log costs a request less (benchmarks/score_log.py).
 TRAFFIC_EVERY = 10
-_requests = 0
+_requests = itertools.count()
 
 
 def log_scored(
@@ -76,11 +77,9 @@ def log_scored(
     skip: list[bool] | None = None,
 ) -> None:
     """Log every scored row not marked in ``skip`` (a replayed event was logged the first time)."""
-    global _requests
-    _requests += 1
     ranking = result.ranking
     names = result.feature_names
-    keep_values = _requests % TRAFFIC_EVERY == 1 or TRAFFIC_EVERY == 1
+    keep_values = next(_requests) % TRAFFIC_EVERY == 0
     columns = (
         [c for c in (model.detector.reference_ or {}).get("kinds", {}) if c in frame.columns] if keep_values else []
     )
@@ -118,8 +117,8 @@ def monitor_document(monitor: MonitorStore, model: LoadedModel) -> dict[str, Any
         plan = calibration["plans"][calibration["plan"]]
         ref = Reference.from_json({**reference, "scores": plan["reference_scores"]})
         traffic = monitor.traffic()
-        recent = monitor.scores().tail(_RECENT_SCORES)
-        scores = recent["score"].to_numpy(dtype=np.float64) if len(recent) else None
+        recent = monitor.recent_scores(_RECENT_SCORES)
+        scores = recent if recent.size else None
         if len(traffic) or scores is not None:
             drift = [d.to_json() for d in compare(ref, traffic, scores=scores)]
     return {

@@ -80,3 +80,9 @@ def test_the_log_is_bounded(tmp_path: Path) -> None:
     kept = store.scores()
     assert len(kept) == 100 and kept["event_id"].iloc[0] == "e150"
     assert store.traffic()["x"].tolist() == list(range(240, 250))
+
+
+def test_recent_scores_are_the_newest_in_logging_order(store: MonitorStore) -> None:
+    store.log_scores([ScoredEvent(f"e{i}", float(i), False) for i in range(50)], "v1")
+    assert store.recent_scores(5).tolist() == [45.0, 46.0, 47.0, 48.0, 49.0]
+    assert store.recent_scores(500).size == 50

@@ -20,9 +20,7 @@ from fraudvae.data.io import read_table
 from fraudvae.detection.artifact import file_sha256
 from fraudvae.detection.detector import VAEDetector
 from fraudvae.exceptions import ConfigurationError, DataFileError
-from fraudvae.features.behaviour import model_frame, model_spec
-from fraudvae.features.stream import compute_features
-from fraudvae.jobs.monitor_job import partial_labels
+from fraudvae.jobs.monitor_job import model_input, partial_labels
 from fraudvae.monitor.recalibrate import new_calibration
 
 __all__ = ["recalibrate_file"]
@@ -47,7 +45,6 @@ def recalibrate_file(
             "--target-fpr alone (recent unlabelled traffic)."
         )
     det = VAEDetector.load(str(model_dir))
-    summary = det.extra_documents_.get("training_summary", {})
     frame = read_table(data)
     labels = None
     if label_column is not None:
@@ -56,11 +53,7 @@ def recalibrate_file(
                 f"Label column {label_column!r} is not in the data; the columns are {list(frame.columns)[:30]}."
             )
         labels = partial_labels(frame[label_column], label_column, normal_value)
-    X = frame.drop(columns=[c for c in [label_column, *summary.get("drop_columns", [])] if c and c in frame.columns])
-    spec = model_spec(det.extra_documents_)
-    if spec is not None:
-        X = model_frame(X, compute_features(frame, spec), spec)
-    prepared = det.prepare(X, errors="collect", warn_extra=False)
+    prepared = det.prepare(model_input(det, frame, label_column), errors="collect", warn_extra=False)
     scores = det.score_prepared(prepared, sampled=False).anomaly_score
     kept = np.asarray(prepared.row_positions, dtype=np.int64)
     y = None

@@ -25,7 +25,7 @@ from fraudvae.features.behaviour import model_frame, model_spec
 from fraudvae.features.stream import compute_features
 from fraudvae.monitor.drift import Reference, compare
 
-__all__ = ["MonitorResult", "monitor_file", "partial_labels"]
+__all__ = ["MonitorResult", "model_input", "monitor_file", "partial_labels"]
 
 _FRAUD = {"1", "1.0", "true", "yes", "fraud"}
 _LEGIT = {"0", "0.0", "false", "no", "legit", "normal"}
@@ -54,6 +54,15 @@ def partial_labels(raw: pd.Series, column: str, normal_value: str | None) -> np.
         )
     out[present] = lowered.isin(_FRAUD).to_numpy().astype(np.int64)
     return out
+
+
+def model_input(det: VAEDetector, frame: pd.DataFrame, label_column: str | None) -> pd.DataFrame:
+    """What the model scores from a file of events: without the label and the columns training
+    dropped, with a spec model's features computed over the whole file (as ``evaluate`` does)."""
+    summary = det.extra_documents_.get("training_summary", {})
+    X = frame.drop(columns=[c for c in [label_column, *summary.get("drop_columns", [])] if c and c in frame.columns])
+    spec = model_spec(det.extra_documents_)
+    return X if spec is None else model_frame(X, compute_features(frame, spec), spec)
 
 
 def _rates(flag: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:
@@ -97,11 +106,7 @@ def monitor_file(
             f"Time column {time_column!r} is not in the data; the columns are {list(frame.columns)[:30]}."
         )
     labels = partial_labels(frame[label_column], label_column, normal_value) if label_column else None
-    X = frame.drop(columns=[c for c in [label_column, *summary.get("drop_columns", [])] if c and c in frame.columns])
-    spec = model_spec(det.extra_documents_)
-    if spec is not None:
-        X = model_frame(X, compute_features(frame, spec), spec)
-    prepared = det.prepare(X, errors="collect", warn_extra=False)
+    prepared = det.prepare(model_input(det, frame, label_column), errors="collect", warn_extra=False)
     result = det.score_prepared(prepared)
     kept = np.asarray(prepared.row_positions, dtype=np.int64)
     flag = np.asarray(result.is_anomaly, dtype=bool)

@@ -244,6 +244,11 @@ class MonitorStore:
     def scores(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM scores ORDER BY seq", self._db())
 
+    def recent_scores(self, n: int) -> np.ndarray:
+        """The scores of the ``n`` most recently logged events (one indexed read, not the whole log)."""
+        got = self._db().execute("SELECT score FROM scores ORDER BY seq DESC LIMIT ?", (n,)).fetchall()
+        return np.array([r[0] for r in reversed(got)], dtype=np.float64)
+
     def traffic(self) -> pd.DataFrame:
         rows = [json.loads(r[0]) for r in self._db().execute("SELECT row FROM traffic ORDER BY seq").fetchall()]
         return pd.DataFrame(rows)
