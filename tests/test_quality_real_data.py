@@ -141,7 +141,8 @@ def test_explain_ranks_an_injected_single_feature_outlier_first(shared_data, dat
     # Measured on ulb: 0.905 with every column linear but Amount; 0.895 since its Time (seconds
     # over two days, from near zero) is on a ratio scale (issue 37), where 6x the training
     # maximum is 4.5 deviations out rather than 10 IQRs. V21 and V8 are never ranked first
-    # (10 and 5 of the 200 rows), before and after.
+    # (10 and 5 of the 200 rows), before and after. Over seeds 0-4 of the fit (weights differ by
+    # CPU as by seed): ulb 0.895-0.975, car claims 0.985-1.000; the floor is 0.045 under the lowest.
     assert hit_rate >= 0.85, f"{dataset}: injected column ranked first in {hit_rate:.0%} of rows"
 
 
