@@ -74,6 +74,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         target_fpr=args.target_fpr,
         out=args.out,
         who=args.who,
+        time_column=args.time_column,
     )
     e = entry["expected"]
     print(f"Threshold {entry['old_threshold']:.6g} -> {entry['new_threshold']:.6g} ({entry['goal']}).")
@@ -83,6 +84,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(
             f"Expected precision {e['precision']:.3f} (95% interval {lo:.3f}-{hi:.3f}, {e['labelled_alerts']} labelled "
             f"alerts), recall {e['recall']:.3f} ({rlo:.3f}-{rhi:.3f}, {e['labelled_frauds']} labelled frauds)."
+        )
+        nxt = e["next_period"]
+        plo, phi = nxt["precision_pi95"]
+        print(
+            f"Next period (as long as the labelled one): precision {nxt['precision']:.3f} (95% prediction interval "
+            f"{plo:.3f}-{phi:.3f}; trend: {nxt['trend']}, false positives x{nxt['false_positive_rate_change_per_period']:.2f} "
+            "per period)."
         )
     else:
         print(f"Alert rate on the traffic given: {e['alert_rate']:.3%} of {e['rows']} rows.")
@@ -108,7 +116,7 @@ def add_calibrate_commands(sub: Any) -> None:
         description="Score labelled events (or recent unlabelled traffic) with a saved model and choose a new "
         "threshold: --target-precision or --target-recall with --label-column, or --target-fpr alone. Only the "
         "threshold changes; versions.json keeps an audit entry (who, when, which labels, old and new threshold, "
-        "expected precision and recall with 95%% intervals). Refused below 30 labelled alerts or 10 frauds.",
+        "expected precision and recall with 95%% intervals, and next period's projected precision). Refused below 30 labelled alerts or 10 frauds.",
     )
     p.add_argument("--model", required=True, help="model directory")
     p.add_argument("--data", "--labels", dest="data", required=True, help="events (.csv, .csv.gz, .parquet)")
@@ -120,6 +128,11 @@ def add_calibrate_commands(sub: Any) -> None:
     target.add_argument("--target-fpr", type=float, help="alert rate on recent unlabelled traffic")
     p.add_argument("--out", help="write the new version here (default: replace the model directory atomically)")
     p.add_argument("--who", help="name recorded in the audit entry (default: the login name)")
+    p.add_argument(
+        "--time-column",
+        help="event times (numbers or date-times): a precision target then holds over the next period, following "
+        "the labelled period's trend (default: a spec model's time column)",
+    )
     p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from fraudvae.data.io import read_table
 from fraudvae.detection.artifact import file_sha256
@@ -37,6 +38,7 @@ def recalibrate_file(
     target_fpr: float | None = None,
     out: str | Path | None = None,
     who: str | None = None,
+    time_column: str | None = None,
 ) -> dict[str, Any]:
     """Recalibrate and save; returns the audit entry."""
     if (target_fpr is None) == (label_column is None):
@@ -53,6 +55,8 @@ def recalibrate_file(
                 f"Label column {label_column!r} is not in the data; the columns are {list(frame.columns)[:30]}."
             )
         labels = partial_labels(frame[label_column], label_column, normal_value)
+    time_column = time_column or det.extra_documents_.get("training_summary", {}).get("time_column")
+    times = _event_times(frame, time_column) if time_column is not None and labels is not None else None
     prepared = det.prepare(model_input(det, frame, label_column), errors="collect", warn_extra=False)
     scores = det.score_prepared(prepared, sampled=False).anomaly_score
     kept = np.asarray(prepared.row_positions, dtype=np.int64)
@@ -60,6 +64,7 @@ def recalibrate_file(
     if labels is not None:
         known = labels[kept] >= 0
         scores, y = scores[known], labels[kept][known] == 1
+        times = None if times is None else times[kept][known]
     source = {
         "file": str(data),
         "sha256": file_sha256(data),
@@ -67,6 +72,7 @@ def recalibrate_file(
         "used_rows": int(scores.size),
         "rejected_rows": int(len(frame) - kept.size),
         **({"label_column": label_column, "frauds": int(y.sum())} if y is not None else {}),
+        **({"time_column": time_column} if times is not None else {}),
     }
     doc, entry = new_calibration(
         det.engine_.calibration,
@@ -77,8 +83,28 @@ def recalibrate_file(
         target_fpr=target_fpr,
         source=source,
         who=who,
+        times=times,
     )
     det.engine_ = det.engine_.with_calibration(doc)
     det.recalibrations_ = [*getattr(det, "recalibrations_", []), entry]
     det.save(str(out or model_dir))
     return entry
+
+
+def _event_times(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """The time column as numbers in time order: numbers as they are, date-times as seconds."""
+    if column not in frame.columns:
+        raise DataFileError(f"Time column {column!r} is not in the data; the columns are {list(frame.columns)[:30]}.")
+    values = frame[column]
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().all() and np.isfinite(numbers.to_numpy(dtype=np.float64)).all():
+        return numbers.to_numpy(dtype=np.float64)
+    when = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    bad = when.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataFileError(
+            f"Time column {column!r} holds {str(values.iloc[row])[:60]!r} at row {row + 1}; expected a number or a "
+            "date-time in every labelled row (or pass --time-column with another column)."
+        )
+    return (when - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)
