@@ -31,6 +31,11 @@ _PATTERNS = [
     (re.compile(r"seconds_since_previous"), "seconds since its previous event"),
     (re.compile(r"(?P<c>.+)_over_past_mean"), "{c} over its past mean"),
     (re.compile(r"new_(?P<c>.+)"), "{c} never seen before (1 = new)"),
+    (re.compile(r"frauds_(?P<w>[\d.]+(?:s|min|h|d))_to_(?P<d>[\d.]+(?:s|min|h|d))_ago"), "{events} confirmed fraud"),
+    (
+        re.compile(r"fraud_share_(?P<w>[\d.]+(?:s|min|h|d))_to_(?P<d>[\d.]+(?:s|min|h|d))_ago"),
+        "{share} confirmed fraud",
+    ),
 ]
 _STAT_WORDS = {"sum": "sum", "mean": "mean", "max": "largest", "std": "spread (std)"}
 
@@ -61,17 +66,21 @@ def with_features(frame: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_frame(X: pd.DataFrame, features: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    """What the detector sees: ``X`` without the entity key columns, plus the derived columns.
+    """What the detector sees: ``X`` without the entity key columns and label-risk labels, plus the derived columns.
 
     An id says who, not how: an entity is modelled through its behaviour only (its key
-    would be an identifier, or a frequency that says how busy it was in training).
+    would be an identifier, or a frequency that says how busy it was in training). A label
+    column would hand the model each event's own label.
     """
     keys = [k for e in spec.entities for k in e.keys if k in X.columns]
+    keys += [k for r in spec.label_risk for k in r.keys if k in X.columns]
+    keys += [c for c in spec.label_columns() if c in X.columns]
     return with_features(X.drop(columns=list(dict.fromkeys(keys))), features)
 
 
 def describe_feature(name: str) -> str:
-    """A derived column in words: ``card:count_1h`` -> ``card: count of events in the last 1h``."""
+    """A derived column in words: ``card:count_1h`` -> ``card: count of events in the last 1h``;
+    ``terminal:frauds_28d_to_7d_ago`` -> ``terminal: how many of its events in the 28d up to 7d ago were confirmed fraud``."""
     entity, sep, rest = name.partition(":")
     if not sep:
         return name
@@ -83,5 +92,8 @@ def describe_feature(name: str) -> str:
                 parts["w"] = "in its whole past" if parts["w"] == "all" else f"in the last {parts['w']}"
             if "stat" in parts:
                 parts["stat"] = _STAT_WORDS[parts["stat"]]
+            if "d" in parts:  # label risk
+                span = f"its events in the {parts['w'][len('in the last ') :]} up to {parts['d']} ago"
+                parts |= {"events": f"how many of {span} were", "share": f"the share of {span} that were"}
             return f"{entity}: {words.format(**parts)}"
     return name

@@ -20,6 +20,12 @@ within a row::
     ratio_to_past_mean = ["amount"]
     new_value = ["merchant", "country"]
 
+    [[label_risk]]                # risk from confirmed fraud (fraudvae.features.label_risk)
+    keys = ["terminal_id"]
+    label = "is_fraud"            # fraud/legit, 1/0, true/false, yes/no; missing = not confirmed
+    windows = ["1d", "7d", "28d"]
+    delay = "7d"                  # required: a label counts from its event's time + delay
+
     [[row]]
     name = "seconds_since_signup"
     op = "time_difference"        # also: distance (km), age (years), ratio, difference
@@ -41,7 +47,7 @@ from typing import Any
 
 from fraudvae.exceptions import ConfigurationError
 
-__all__ = ["EntitySpec", "FeatureSpec", "RowFeature", "load_spec", "parse_spec", "window_seconds"]
+__all__ = ["EntitySpec", "FeatureSpec", "LabelRiskSpec", "RowFeature", "load_spec", "parse_spec", "window_seconds"]
 
 _UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|min|h|d)$")
@@ -78,6 +84,22 @@ class EntitySpec:
 
 
 @dataclass(frozen=True)
+class LabelRiskSpec:
+    keys: tuple[str, ...]
+    name: str
+    label: str
+    windows: tuple[str, ...]
+    delay: str
+
+    def feature_names(self) -> list[str]:
+        """Per window: confirmed frauds among the key's events in the window ending ``delay`` ago, and their share."""
+        names = []
+        for w in self.windows:
+            names += [f"{self.name}:frauds_{w}_to_{self.delay}_ago", f"{self.name}:fraud_share_{w}_to_{self.delay}_ago"]
+        return names
+
+
+@dataclass(frozen=True)
 class RowFeature:
     name: str
     op: str
@@ -90,11 +112,17 @@ class FeatureSpec:
     time_unit: float | None  # seconds per unit of a numeric time column; None: date-time
     entities: tuple[EntitySpec, ...] = ()
     rows: tuple[RowFeature, ...] = ()
+    label_risk: tuple[LabelRiskSpec, ...] = ()
 
     def feature_names(self) -> list[str]:
         """Names of the derived columns, in the order :func:`compute_features` adds them."""
         names = [n for e in self.entities for n in e.feature_names()]
+        names += [n for r in self.label_risk for n in r.feature_names()]
         return names + [r.name for r in self.rows]
+
+    def label_columns(self) -> set[str]:
+        """Label columns the label-risk features read when a file has them (a file without one: nothing confirmed)."""
+        return {r.label for r in self.label_risk}
 
     def to_doc(self) -> dict[str, Any]:
         """The spec as a TOML-shaped document (stored in the model directory; :func:`parse_spec` reads it)."""
@@ -110,7 +138,15 @@ class FeatureSpec:
                     doc[option] = list(getattr(e, option))
             entities.append(doc)
         rows = [{"name": r.name, "op": r.op, "columns": list(r.columns)} for r in self.rows]
-        return ({"time": time} if self.time else {}) | {"entity": entities, "row": rows}
+        risk = [
+            {"keys": list(r.keys), "name": r.name, "label": r.label, "windows": list(r.windows), "delay": r.delay}
+            for r in self.label_risk
+        ]
+        return (
+            ({"time": time} if self.time else {})
+            | {"entity": entities, "row": rows}
+            | ({"label_risk": risk} if risk else {})
+        )
 
     def columns_used(self) -> set[str]:
         used = {self.time} if self.time else set()
@@ -120,6 +156,8 @@ class FeatureSpec:
                 used |= set(columns)
         for r in self.rows:
             used |= set(r.columns)
+        for lr in self.label_risk:
+            used |= set(lr.keys)
         return used
 
 
@@ -144,9 +182,11 @@ def _names(value: Any, where: str) -> tuple[str, ...]:
 
 def parse_spec(doc: dict[str, Any]) -> FeatureSpec:
     """A :class:`FeatureSpec` from a parsed TOML document; every mistake names its place."""
-    unknown = set(doc) - {"time", "entity", "row"}
+    unknown = set(doc) - {"time", "entity", "row", "label_risk"}
     if unknown:
-        raise ConfigurationError(f"feature spec: unknown section(s) {sorted(unknown)}; expected time, entity, row.")
+        raise ConfigurationError(
+            f"feature spec: unknown section(s) {sorted(unknown)}; expected time, entity, label_risk, row."
+        )
     time_doc = doc.get("time", {})
     if not isinstance(time_doc, dict) or not isinstance(doc.get("entity", []), list):
         raise ConfigurationError("feature spec: expected a [time] table and [[entity]] / [[row]] arrays of tables.")
@@ -198,7 +238,8 @@ def parse_spec(doc: dict[str, Any]) -> FeatureSpec:
         if len(columns) != _ROW_OPS[op]:
             raise ConfigurationError(f"{where}: op {op!r} takes {_ROW_OPS[op]} columns, got {len(columns)}.")
         rows.append(RowFeature(str(r.get("name", f"{op}({','.join(columns)})")), op, columns))
-    spec = FeatureSpec(time, _UNITS[unit_text] if unit_text else None, tuple(entities), tuple(rows))
+    risk = tuple(_label_risk(r, i, time) for i, r in enumerate(doc.get("label_risk", [])))
+    spec = FeatureSpec(time, _UNITS[unit_text] if unit_text else None, tuple(entities), tuple(rows), risk)
     for i, entity in enumerate(spec.entities):
         if not entity.feature_names():
             raise ConfigurationError(
@@ -212,6 +253,34 @@ def parse_spec(doc: dict[str, Any]) -> FeatureSpec:
     if duplicates:
         raise ConfigurationError(f"feature spec: feature name(s) {duplicates} defined twice; give each a name.")
     return spec
+
+
+def _label_risk(r: Any, i: int, time: str | None) -> LabelRiskSpec:
+    where = f"[[label_risk]] #{i + 1}"
+    if not isinstance(r, dict):
+        raise ConfigurationError(f"{where}: expected a table of options, got {r!r}.")
+    allowed = {"keys", "name", "label", "windows", "delay"}
+    if set(r) - allowed:
+        raise ConfigurationError(f"{where}: unknown option(s) {sorted(set(r) - allowed)}; expected {sorted(allowed)}.")
+    if time is None:
+        raise ConfigurationError(f'{where}: label risk needs [time] column = "...", the event time.')
+    for option, example in (("keys", '["terminal_id"]'), ("label", '"is_fraud"'), ("windows", '["1d", "7d", "28d"]')):
+        if option not in r:
+            raise ConfigurationError(f"{where}: no {option}; expected {option} = {example}.")
+    if "delay" not in r:
+        raise ConfigurationError(
+            f'{where}: no delay; expected delay = "7d": how long after an event its label is known. It has no '
+            "default: a delay shorter than the real one leaks the future into training and overstates the model."
+        )
+    label = r["label"]
+    if not (isinstance(label, str) and label):
+        raise ConfigurationError(f'{where}: label {label!r}; expected a column name, like label = "is_fraud".')
+    windows = _names(r["windows"], f"{where} windows")
+    for w in [*windows, r["delay"]]:
+        if math.isinf(window_seconds(str(w), where)):
+            raise ConfigurationError(f'{where}: {w!r} must be a finite duration (like "28d"), not "all".')
+    keys = _names(r["keys"], f"{where} keys")
+    return LabelRiskSpec(keys, str(r.get("name", "+".join(keys))), label, windows, str(r["delay"]))
 
 
 def load_spec(path: str | Path) -> FeatureSpec:

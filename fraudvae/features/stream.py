@@ -42,6 +42,7 @@ import pandas as pd
 from fraudvae.data.textparse import printable
 from fraudvae.exceptions import DataError, EventOrderError
 from fraudvae.features.columns import SEP, Columns, row_feature
+from fraudvae.features.label_risk import LabelRiskStream
 from fraudvae.features.spec import EntitySpec, FeatureSpec, load_spec, parse_spec, window_seconds
 
 __all__ = ["FeatureSpec", "FeatureStream", "compute_features", "load_spec", "parse_spec"]
@@ -66,7 +67,8 @@ class FeatureStream:
         self.in_time_order = in_time_order
         self.rows_seen = 0
         self.latest = -math.inf
-        self._entities = [_EntityStream(e) for e in spec.entities]
+        self._entities: list[_EntityStream | LabelRiskStream] = [_EntityStream(e) for e in spec.entities]
+        self._entities += [LabelRiskStream(r) for r in spec.label_risk]
 
     def update(self, frame: pd.DataFrame, *, lines: np.ndarray | None = None) -> pd.DataFrame:
         """The features of ``frame``'s rows, given every earlier chunk as their past.
@@ -331,9 +333,7 @@ class _EntityStream:
             self.totals[name] = grown
 
 
-#: Below this many new events, per-event loops beat pandas' per-call cost (the online service
-#: sends one event at a time); both paths give the same values (exact: no arithmetic).
-_SMALL = 256
+_SMALL = 256  #: below this many new events, loops beat pandas' per-call cost; same values (no arithmetic)
 
 
 def _first_observed(x: np.ndarray, run: np.ndarray, runs: int) -> np.ndarray:

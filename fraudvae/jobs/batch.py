@@ -49,6 +49,7 @@ from fraudvae.detection.engine import PreparedRows
 from fraudvae.detection.results import ScoreResult
 from fraudvae.exceptions import ConfigurationError, DataFileError, EventOrderError
 from fraudvae.features.behaviour import input_columns, model_spec, with_features
+from fraudvae.features.spec import FeatureSpec
 from fraudvae.features.stream import FeatureStream
 from fraudvae.model.threads import available_cpus, requested_threads
 from fraudvae.monitor.store import score_log_table
@@ -94,6 +95,17 @@ class Chunk:
     lines: np.ndarray
     share_read: float
     malformed: list[tuple[int, str]]
+
+
+def _label_columns(path: Path, spec: FeatureSpec | None, needed: list[str]) -> list[str]:
+    """The label-risk label columns ``path`` has (read when present: new traffic often has none)."""
+    if spec is None or not spec.label_risk:
+        return []
+    try:
+        names = pq.read_schema(path).names if file_format(path) == "parquet" else list(pd.read_csv(path, nrows=0))
+    except (OSError, ValueError, pa.ArrowInvalid, pd.errors.ParserError):
+        return []  # the reader itself says what is wrong with the file
+    return sorted(c for c in spec.label_columns() if c in names and c not in needed)
 
 
 def _chunks(path: Path, needed: list[str], kinds: Mapping[str, str], chunk_rows: int) -> Iterator[Chunk]:
@@ -300,6 +312,7 @@ def score_file(
     if history is not None and not Path(history).exists():
         raise DataFileError(f"History {str(history)!r} does not exist; check the path.")
     needed = list(dict.fromkeys([*input_columns(det.schema_.names, spec), *keep, *([id_column] if id_column else [])]))
+    needed += _label_columns(src, spec, needed)
     kinds = {c.name: c.kind for c in det.schema_.columns}
     stream = FeatureStream(spec, in_time_order=True) if spec is not None else None
     rejects_path = dst.with_name(dst.name + ".rejects.csv")
@@ -351,7 +364,8 @@ def score_file(
             yield from _chunks(src, needed, kinds, chunk_rows)
             return
         if history is not None:
-            for past in _chunks(Path(history), sorted(stream.spec.columns_used()), kinds, chunk_rows):
+            used = sorted(stream.spec.columns_used())
+            for past in _chunks(Path(history), used + _label_columns(Path(history), spec, used), kinds, chunk_rows):
                 _in_order(stream, past, history)
         for part in _chunks(src, needed, kinds, chunk_rows):
             part.frame = with_features(part.frame, _in_order(stream, part, src))

@@ -101,7 +101,7 @@ def score_dataframe(
     spec = model_spec(VAEDetector.load(path).extra_documents_)
     if history is not None and spec is None:
         raise ConfigurationError(f"history is for a model trained with --features; {path!r} has no feature spec.")
-    if spec is not None and spec.entities:
+    if spec is not None and (spec.entities or spec.label_risk):
         df = _with_entity_features(df, spec, history)
     if spec is not None and spec.rows:
         df = _with_row_features(df, spec)
@@ -139,19 +139,22 @@ def _with_entity_features(df: DataFrame, spec: FeatureSpec, history: DataFrame |
 
     data = df.withColumn(_PART, F.lit(1)).withColumn(_ROW, F.monotonically_increasing_id())
     used = sorted(spec.columns_used())
-    events = data.select(_PART, _ROW, *used)
+    labels = sorted(spec.label_columns())  # read where a file has them (new traffic often has none)
+    events = data.select(_PART, _ROW, *used, *(c for c in labels if c in df.columns))
     if history is not None:
         missing = [c for c in used if c not in history.columns]
         if missing:
             raise DataFileError(f"the history lacks column(s) {missing} that the feature spec uses.")
-        past = history.select(*used).withColumn(_PART, F.lit(0)).withColumn(_ROW, F.monotonically_increasing_id())
-        events = events.unionByName(past)
+        past = history.select(*used, *(c for c in labels if c in history.columns))
+        past = past.withColumn(_PART, F.lit(0)).withColumn(_ROW, F.monotonically_increasing_id())
+        events = events.unionByName(past, allowMissingColumns=True)
     ids = [StructField(_PART, IntegerType()), StructField(_ROW, LongType())]
-    for e in spec.entities:
-        one = FeatureSpec(spec.time, spec.time_unit, (e,), ())
+    groups = [(e.keys, FeatureSpec(spec.time, spec.time_unit, (e,), ())) for e in spec.entities]
+    groups += [(r.keys, FeatureSpec(spec.time, spec.time_unit, (), (), (r,))) for r in spec.label_risk]
+    for keys, one in groups:
         schema = StructType(ids + [StructField(name, DoubleType()) for name in one.feature_names()])
-        columns = sorted({_PART, _ROW, *one.columns_used()})
-        derived = events.select(*columns).groupBy(*e.keys).applyInPandas(_entity_group(one), schema=schema)
+        columns = sorted({_PART, _ROW, *one.columns_used(), *(c for c in one.label_columns() if c in events.columns)})
+        derived = events.select(*columns).groupBy(*keys).applyInPandas(_entity_group(one), schema=schema)
         data = data.drop(*[n for n in one.feature_names() if n in data.columns]).join(derived, [_PART, _ROW], "left")
     return data.drop(_PART, _ROW)
 

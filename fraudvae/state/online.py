@@ -47,6 +47,12 @@ class OnlineScorer:
         spec = model_spec(detector.extra_documents_)
         if spec is None:
             raise ConfigurationError("online state is for a model trained with a feature spec (--features).")
+        if spec.label_risk:
+            raise ConfigurationError(
+                "the model's spec has [[label_risk]] features, which the online service cannot compute yet (it "
+                "keeps no labels in its state): score this model with the batch job (fraudvae score --history) or "
+                "train one without [[label_risk]] for /score."
+            )
         self.spec: FeatureSpec = spec
         self.store = store
         self.names = spec.feature_names()

@@ -1,0 +1,202 @@
+"""Label-risk features (``[[label_risk]]``): frauds confirmed among a key's past events, known only after a delay.
+
+Point in time by brute force (ties, missing keys and labels, chunked streams), the leak
+guard (an event's own label and every label newer than ``t - delay`` never reach its
+features), the spec's refusals, and one computation across training, ``evaluate``, the
+batch job with ``--history`` and Spark on 20,000 events.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudvae.exceptions import ConfigurationError, DataError
+from fraudvae.features.behaviour import describe_feature, model_frame
+from fraudvae.features.stream import FeatureStream, compute_features, parse_spec
+
+WINDOWS, DELAY = (5, 20), 3
+SPEC = {
+    "time": {"column": "t", "unit": "s"},
+    "label_risk": [{"keys": ["k"], "label": "y", "windows": ["5s", "20s"], "delay": "3s"}],
+}
+
+
+def _stream(seed: int, n: int = 2500) -> pd.DataFrame:
+    """Integer times (many ties), 15 keys, some keys and labels missing, labels in several spellings."""
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 15, n).astype(object)
+    keys[rng.random(n) < 0.03] = None
+    labels = rng.choice(np.array(["fraud", "legit", "1", "0", "TRUE", "no", None], dtype=object), n)
+    return pd.DataFrame({"t": np.sort(rng.integers(0, 1500, n)), "k": keys, "y": labels})
+
+
+def _brute_force(df: pd.DataFrame) -> np.ndarray:
+    fraud = df["y"].map(lambda v: v is not None and v.lower() in ("fraud", "1", "true", "yes")).to_numpy()
+    out = np.full((len(df), 2 * len(WINDOWS)), np.nan)
+    for i in range(len(df)):
+        if df["k"].iloc[i] is None:
+            continue
+        t, same = df["t"].iloc[i], (df["k"] == df["k"].iloc[i]).to_numpy()
+        for j, w in enumerate(WINDOWS):
+            inside = same & (df["t"] >= t - DELAY - w).to_numpy() & (df["t"] < t - DELAY).to_numpy()
+            out[i, 2 * j] = fraud[inside].sum()
+            out[i, 2 * j + 1] = fraud[inside].mean() if inside.any() else np.nan
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_point_in_time_by_brute_force_in_one_pass_and_in_chunks(seed: int) -> None:
+    df, spec = _stream(seed), parse_spec(SPEC)
+    one = compute_features(df, spec)
+    assert list(one.columns) == [
+        "k:frauds_5s_to_3s_ago",
+        "k:fraud_share_5s_to_3s_ago",
+        "k:frauds_20s_to_3s_ago",
+        "k:fraud_share_20s_to_3s_ago",
+    ]
+    np.testing.assert_array_equal(one.to_numpy(), _brute_force(df))
+    rng = np.random.default_rng(seed)
+    cuts = np.unique(np.r_[0, rng.integers(1, len(df), 6), 1, len(df)])
+    stream = FeatureStream(spec, in_time_order=True)
+    parts = [stream.update(df.iloc[a:b]) for a, b in itertools.pairwise(cuts)]
+    np.testing.assert_array_equal(pd.concat(parts).to_numpy(), one.to_numpy())
+    assert stream.memory_rows() < 200, "only the last delay + longest window of events is kept"
+
+
+def test_leak_guard_own_and_recent_labels_never_reach_the_features() -> None:
+    df, spec = _stream(5), parse_spec(SPEC)
+    before = compute_features(df, spec).to_numpy()
+    i = 1800
+    t = df["t"].iloc[i]
+    flipped = df.copy()
+    recent = (df["t"] >= t - DELAY).to_numpy()  # the event itself, its ties and everything since t - delay
+    flipped.loc[recent, "y"] = np.where(df.loc[recent, "y"].isin(["fraud", "1", "TRUE"]), "legit", "fraud")
+    after = compute_features(flipped, spec).to_numpy()
+    np.testing.assert_array_equal(
+        after[: i + 1][df["t"].iloc[: i + 1] == t], before[: i + 1][df["t"].iloc[: i + 1] == t]
+    )
+    older = flipped.copy()
+    older.loc[(df["t"] < t - DELAY).to_numpy() & (df["k"] == df["k"].iloc[i]).to_numpy(), "y"] = "fraud"
+    assert not np.array_equal(compute_features(older, spec).to_numpy()[i], after[i], equal_nan=True), (
+        "older labels count"
+    )
+
+
+def test_a_file_without_the_label_column_confirms_nothing() -> None:
+    df = _stream(3)
+    features = compute_features(df.drop(columns=["y"]), parse_spec(SPEC))
+    counts = features["k:frauds_20s_to_3s_ago"]
+    assert (counts[df["k"].notna()] == 0).all() and features["k:fraud_share_20s_to_3s_ago"].max() == 0
+
+
+def test_an_unknown_label_value_is_named() -> None:
+    df = _stream(3)
+    df.loc[7, "y"] = "maybe"
+    with pytest.raises(DataError, match=re.escape("label column 'y' holds 'maybe' at row 8; expected fraud/legit")):
+        compute_features(df, parse_spec(SPEC))
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"delay": None}, 'no delay; expected delay = "7d"'),
+        ({"windows": ["all"]}, "must be a finite duration"),
+        ({"delay": "all"}, "must be a finite duration"),
+        ({"label": None}, 'no label; expected label = "is_fraud"'),
+        ({"lag": "1d"}, "unknown option(s) ['lag']"),
+    ],
+)
+def test_the_spec_refuses_what_would_hide_the_delay(change: dict, needle: str) -> None:
+    entry = {k: v for k, v in {**SPEC["label_risk"][0], **change}.items() if v is not None}
+    with pytest.raises(ConfigurationError, match=re.escape(needle)):
+        parse_spec({**SPEC, "label_risk": [entry]})
+
+
+def test_the_spec_round_trips_and_the_model_never_sees_the_label_or_the_key() -> None:
+    spec = parse_spec(SPEC)
+    assert parse_spec(spec.to_doc()) == spec
+    df = _stream(1).assign(amount=1.0)
+    X = model_frame(df, compute_features(df, spec), spec)
+    assert "y" not in X.columns and "k" not in X.columns and "amount" in X.columns
+
+
+def test_label_risk_in_words() -> None:
+    assert describe_feature("terminal:frauds_28d_to_7d_ago") == (
+        "terminal: how many of its events in the 28d up to 7d ago were confirmed fraud"
+    )
+    assert describe_feature("terminal:fraud_share_1d_to_7d_ago") == (
+        "terminal: the share of its events in the 1d up to 7d ago that were confirmed fraud"
+    )
+
+
+@pytest.mark.slow
+def test_four_entry_points_give_the_same_bits_on_20000_events(tmp_path: Path) -> None:
+    from fraudvae import VAEDetector
+    from fraudvae.datasets.events import make_card_events
+    from fraudvae.features.behaviour import FEATURE_SPEC
+    from fraudvae.jobs.batch import score_file
+    from fraudvae.jobs.spark import score_path
+    from fraudvae.jobs.workflows import evaluate_file, train_file
+
+    frame = make_card_events(20_000, random_state=4)
+    split = 12_000
+    paths = {name: tmp_path / f"{name}.csv" for name in ("all", "history", "day", "unlabelled")}
+    frame.to_csv(paths["all"], index=False)
+    frame.iloc[:split].to_csv(paths["history"], index=False)
+    frame.iloc[split:].to_csv(paths["day"], index=False)
+    frame.iloc[split:].drop(columns=["is_fraud"]).to_csv(paths["unlabelled"], index=False)  # new traffic
+    (tmp_path / "spec.toml").write_text(
+        '[time]\ncolumn = "timestamp"\n\n[[entity]]\nkeys = ["card_id"]\nwindows = ["1h"]\ncount = true\n\n'
+        '[[label_risk]]\nkeys = ["merchant"]\nlabel = "is_fraud"\nwindows = ["1d", "7d"]\ndelay = "2d"\n',
+        encoding="utf-8",
+    )
+    train_file(
+        paths["all"],
+        tmp_path / "model",
+        label_column="is_fraud",
+        normal_value="0",
+        time_column="timestamp",
+        drop_columns=["transaction_id", "device_id"],
+        features=tmp_path / "spec.toml",
+        compare=False,
+        log=lambda line: None,
+        random_state=0,
+        max_epochs=3,
+    )
+    det = VAEDetector.load(str(tmp_path / "model"))
+    spec = parse_spec(det.extra_documents_[FEATURE_SPEC])
+    features = compute_features(frame, spec)
+    assert features["merchant:frauds_7d_to_2d_ago"].max() > 0, "the stream has confirmed frauds to count"
+    X = model_frame(frame.drop(columns=["is_fraud", "transaction_id", "device_id"]), features, spec)
+    expected = pd.Series(det.score_frame(X).anomaly_score, index=frame["transaction_id"])
+    evaluate_file(tmp_path / "model", paths["all"], "is_fraud", tmp_path / "report", all_rows=True)
+    report = pd.read_csv(tmp_path / "report" / "scores.csv", float_precision="round_trip")
+    np.testing.assert_array_equal(report["anomaly_score"].to_numpy(), expected.to_numpy())
+    day = expected.iloc[split:]
+    score_file(
+        tmp_path / "model", paths["day"], tmp_path / "day.parquet", chunk_rows=997,
+        keep_columns=["transaction_id"], history=paths["history"],
+    )  # fmt: skip
+    batch = pd.read_parquet(tmp_path / "day.parquet").set_index("transaction_id")["anomaly_score"]
+    spark_out = tmp_path / "spark.parquet"
+    score_path(tmp_path / "model", paths["day"], spark_out, keep_columns=["transaction_id"], history=paths["history"])
+    spark = pd.read_parquet(spark_out).set_index("transaction_id")["anomaly_score"]
+    np.testing.assert_array_equal(batch.loc[day.index].to_numpy(), day.to_numpy())
+    np.testing.assert_array_equal(spark.loc[day.index].to_numpy(), day.to_numpy())
+    # New traffic without its labels: events whose windows end inside the history score as in training.
+    score_file(
+        tmp_path / "model", paths["unlabelled"], tmp_path / "new.parquet", keep_columns=["transaction_id"],
+        history=paths["history"],
+    )  # fmt: skip
+    new = pd.read_parquet(tmp_path / "new.parquet").set_index("transaction_id")["anomaly_score"]
+    when = pd.to_datetime(frame["timestamp"])
+    same = day[(when.iloc[split:] - pd.Timedelta("2d") <= when.iloc[split - 1]).to_numpy()]
+    assert 500 < len(same) < len(day)
+    np.testing.assert_array_equal(new.loc[same.index].to_numpy(), same.to_numpy())
+    assert (new.loc[day.index].to_numpy() != day.to_numpy()).any(), "later events miss the day's labels"
