@@ -200,3 +200,22 @@ def test_four_entry_points_give_the_same_bits_on_20000_events(tmp_path: Path) ->
     assert 500 < len(same) < len(day)
     np.testing.assert_array_equal(new.loc[same.index].to_numpy(), same.to_numpy())
     assert (new.loc[day.index].to_numpy() != day.to_numpy()).any(), "later events miss the day's labels"
+
+
+def test_suggest_proposes_label_risk_with_a_delay_to_confirm() -> None:
+    import tomllib
+
+    from fraudvae.datasets.events import make_card_events
+    from fraudvae.features.suggest import suggest_spec
+
+    frame = make_card_events(12_000, random_state=11)
+    text, reasons = suggest_spec(frame, label_column="is_fraud")
+    risk = tomllib.loads(text)["label_risk"]
+    # Frauds repeat on devices (7 and 28 days back), not on cards or merchants: only where they repeat.
+    assert risk == [{"keys": ["device_id"], "label": "is_fraud", "windows": ["7d", "28d"], "delay": "7d"}]
+    assert text.count("# CONFIRM the delay") == len(risk) and any("confirm the 7d delay" in r for r in reasons)
+    text, reasons = suggest_spec(
+        frame.assign(is_fraud=frame["is_fraud"].map({0: "ok", 1: "bad"})), label_column="is_fraud"
+    )
+    assert "label_risk" not in tomllib.loads(text) and any(r.startswith("no label risk") for r in reasons)
+    assert "label_risk" not in tomllib.loads(suggest_spec(frame)[0]), "no label column, no label risk"

@@ -16,6 +16,12 @@ Rules, from the columns' shapes (names only break ties and say what a number is)
   data's time span, plus the whole past.
 * **new values**: the two category columns with the fewest levels among those with 3 to 1000
   (country, channel, merchant category).
+* **label risk**: with a label column whose values read as fraud/legit (1/0, true/false,
+  yes/no), an entity also gets its confirmed frauds over those of 1, 7 and 28 days (at most
+  half the span) ending 7 days before the event where frauds repeat on it: at least 5% of
+  the frauds, and twice the share of legitimate rows, have a confirmed fraud in the window.
+  The 7-day delay is a guess the user must confirm (a comment in the spec says so): a delay
+  shorter than the real one leaks the future.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ import pandas as pd
 from fraudvae.data.io import atomic_path
 from fraudvae.exceptions import DataError
 from fraudvae.features.columns import canonical_text, event_seconds, numbers
+from fraudvae.features.label_risk import FRAUD_VALUES, LEGIT_VALUES
 from fraudvae.features.spec import FeatureSpec, parse_spec
+from fraudvae.features.stream import compute_features
 
 __all__ = ["suggest_spec", "write_spec"]
 
@@ -40,6 +48,11 @@ _LADDER = [("10min", 600.0), ("1h", 3600.0), ("24h", 86400.0), ("7d", 7 * 86400.
 _ID_NAME = re.compile(r"(^|[_\W])(id|ids|ip|key|no|number|uuid|hash|code)($|[_\W])|id$", re.IGNORECASE)
 _AMOUNT_NAME = re.compile(r"amount|value|price|sum|total|amt|spend|balance", re.IGNORECASE)
 _SAMPLE = 5000
+_RISK_LADDER = [("1d", 86400.0), ("7d", 7 * 86400.0), ("28d", 28 * 86400.0)]
+_DELAY_NOTE = (
+    "# CONFIRM the delay: how long after an event its fraud label is known in your operation. 7d is a guess;\n"
+    "# a delay shorter than the real one lets training see labels production will not have yet."
+)
 
 
 def suggest_spec(frame: pd.DataFrame, *, label_column: str | None = None) -> tuple[str, list[str]]:
@@ -101,6 +114,8 @@ def suggest_spec(frame: pd.DataFrame, *, label_column: str | None = None) -> tup
                 f"its previous event{', sum and ratio to its past mean of ' + repr(amount[0]) if amount else ''}"
                 f"{', whether ' + ' / '.join(map(repr, others)) + ' is new for it' if others else ''}."
             )
+        if ids and label_column is not None and label_column in frame.columns:
+            _label_risk(doc, ids, frame, label_column, span, reasons)
     if not doc["entity"] and not doc["row"]:
         raise DataError(
             "features suggest found nothing to derive: no repeated id-like column with an event time and no second "
@@ -156,6 +171,34 @@ def _judge(col: pd.Series, name: str, n: int) -> tuple[str | None, str]:
     return None, ""
 
 
+def _label_risk(
+    doc: dict[str, Any], ids: list[str], frame: pd.DataFrame, label_column: str, span: float, reasons: list[str]
+) -> None:
+    labels = frame[label_column]
+    values = {v.strip().lower() for v in canonical_text(labels).tolist() if v is not None}
+    if not values or values - FRAUD_VALUES - LEGIT_VALUES:
+        reasons.append(f"no label risk: {label_column!r} does not read as fraud/legit, 1/0, true/false or yes/no.")
+        return
+    fraud = np.array([v is not None and v.strip().lower() in FRAUD_VALUES for v in canonical_text(labels)], dtype=bool)
+    windows = [w for w, seconds in _RISK_LADDER if seconds <= span / 2] or ["1d"]
+    for key in ids:
+        entry = {"keys": [key], "label": label_column, "windows": windows, "delay": "7d"}
+        used = frame[list(dict.fromkeys([doc["time"]["column"], key, label_column]))]
+        features = compute_features(used, parse_spec({"time": doc["time"], "label_risk": [entry]}))
+        useful = []
+        for w in windows:
+            seen = features[f"{key}:frauds_{w}_to_7d_ago"].to_numpy() > 0
+            if seen[fraud].mean() >= 0.05 and seen[fraud].mean() >= 2 * seen[~fraud].mean():
+                useful.append(w)
+        if not useful:
+            continue
+        doc.setdefault("label_risk", []).append(entry | {"windows": useful})
+        reasons.append(
+            f"label_risk {key!r}: frauds repeat on it, so its events confirmed as fraud ({label_column!r}) over "
+            f"{', '.join(useful)}, ending 7d before each event; confirm the 7d delay (how long labels take to arrive)."
+        )
+
+
 def _windows(keys: pd.Series, t: np.ndarray, span: float) -> list[str]:
     """Windows from the ladder between a 200th of the median gap of an entity's events and half the span."""
     frame = pd.DataFrame({"k": canonical_text(keys), "t": t}).dropna().sort_values(["k", "t"])
@@ -180,9 +223,9 @@ def _toml(doc: dict[str, Any]) -> str:
     lines = ["# Proposed by 'fraudvae features suggest'; edit freely (see 'fraudvae train --help').", ""]
     if "time" in doc:
         lines += ["[time]", f"column = {value(doc['time']['column'])}", ""]
-    for section, items in (("entity", doc["entity"]), ("row", doc["row"])):
+    for section, items in (("entity", doc["entity"]), ("label_risk", doc.get("label_risk", [])), ("row", doc["row"])):
         for item in items:
             lines.append(f"[[{section}]]")
-            lines += [f"{k} = {value(v)}" for k, v in item.items()]
+            lines += [(_DELAY_NOTE + "\n" if k == "delay" else "") + f"{k} = {value(v)}" for k, v in item.items()]
             lines.append("")
     return "\n".join(lines)
