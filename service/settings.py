@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     state_event_ttl_seconds: float = Field(
         DEFAULT_EVENT_TTL,
         gt=0,
-        description="How long a recorded event id is remembered (retries answered from the store).",
+        description="How long a recorded event id is remembered (retries answered from the store); a model with "
+        "[[label_risk]] keeps ids at least its delay + longest window, so a late label finds its event.",
     )
     score_log: bool = Field(
         True,

@@ -18,7 +18,7 @@ from fraudvae.exceptions import StateUnavailableError
 from fraudvae.features.behaviour import model_spec
 from fraudvae.features.spec import FeatureSpec
 from fraudvae.state import DEFAULT_EVENT_TTL, StateStore, default_state_url, open_store
-from fraudvae.state.online import OnlineScorer
+from fraudvae.state.online import OnlineScorer, event_ttl_for
 
 from .errors import NotReady
 from .schemas import event_model, transaction_model
@@ -92,7 +92,7 @@ def load_model(model_dir: Path, settings: Settings | None = None) -> LoadedModel
         row_model, event_columns = event_model(detector.schema_, spec, id_column)
         expected |= {c: "a value of the raw event (text or number)" for c in event_columns if c not in expected}
         url = (settings.state_url if settings else None) or default_state_url(model_dir)
-        ttl = settings.state_event_ttl_seconds if settings else DEFAULT_EVENT_TTL
+        ttl = event_ttl_for(spec, settings.state_event_ttl_seconds if settings else DEFAULT_EVENT_TTL)
         state = OnlineState(detector, open_store(url, event_ttl=ttl))
         # A store of another spec is refused now, before this model serves; one that is
         # unreachable for now is not: /ready and /score say so until it answers.

@@ -63,12 +63,19 @@ class LabelRiskStream:
         self.spans = [window_seconds(w) for w in r.windows]
         self.delay = window_seconds(r.delay)
         self.keep = max(self.spans) + self.delay
-        self.tail = {"key": np.zeros(0, dtype=object), "t": np.zeros(0), "fraud": np.zeros(0)}
+        self.tail = {
+            "key": np.zeros(0, dtype=object),
+            "t": np.zeros(0),
+            "fraud": np.zeros(0),
+            "id": np.zeros(0, dtype=object),  # event ids (online: where a later label lands)
+        }
 
     def held(self) -> int:
         return len(self.tail["t"])
 
-    def update(self, cols: Columns, t: np.ndarray, latest: float) -> dict[str, np.ndarray]:
+    def update(
+        self, cols: Columns, t: np.ndarray, latest: float, ids: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         r, n = self.r, len(t)
         keys = cols.keys(r.keys)
         rows = np.flatnonzero(~pd.isna(keys) & ~np.isnan(t))
@@ -78,6 +85,7 @@ class LabelRiskStream:
             "key": np.concatenate([self.tail["key"], keys[rows]]),
             "t": np.concatenate([self.tail["t"], t[rows]]),
             "fraud": np.concatenate([self.tail["fraud"], fraud[rows]]),
+            "id": np.concatenate([self.tail["id"], ids[rows] if ids is not None else np.full(len(rows), None)]),
         }
         codes = pd.factorize(both["key"])[0]
         order = np.lexsort((np.arange(len(codes)), both["t"], codes))  # key, time, input order

@@ -23,6 +23,14 @@ entity's newest event, a fixed summary (running sums, counts, the last time, the
 the standard deviations) and the values that ``new_value`` and whole-past ``distinct``
 need. Events older than that expire (:attr:`Update.expired` counts them).
 
+**Label risk.** A ``[[label_risk]]`` key keeps its own record (``"\x1e"`` + name + key): its
+events of the last ``delay`` + longest window, each with its event id and whether it is
+confirmed fraud (0 until a label says otherwise). :func:`apply_labels` sets the labels that
+arrive later; an event's label-risk features read the record as it is when it is scored, so a
+label counts from when it arrives or from its event's time + ``delay``, whichever is later
+(offline, the label column is known at event time + ``delay``: a replay that posts labels
+before they fall due gives the batch job's bits).
+
 Records are JSON (floats written with ``repr`` read back to the same bits); nothing is
 unpickled.
 """
@@ -38,10 +46,14 @@ import numpy as np
 import pandas as pd
 
 from fraudvae.features.columns import SEP, Columns, row_feature
+from fraudvae.features.label_risk import LabelRiskStream
 from fraudvae.features.spec import FeatureSpec
 from fraudvae.features.stream import _EntityStream
 
-__all__ = ["Update", "entity_records", "spec_fingerprint", "update_events"]
+__all__ = ["RISK", "Update", "apply_labels", "entity_records", "spec_fingerprint", "update_events"]
+
+#: Label-risk record ids start with this (entity record ids start with the entity's name).
+RISK = "\x1e"
 
 #: A record's format; a store holding another version is refused, not misread.
 RECORD_VERSION = 1
@@ -70,18 +82,28 @@ def entity_records(frame: pd.DataFrame, spec: FeatureSpec) -> list[list[str | No
         keys = cols.keys(e.keys)
         for i, k in enumerate(keys.tolist()):
             out[i].append(None if k is None else f"{e.name}{SEP}{k}")
+    for r in spec.label_risk:
+        keys = cols.keys(r.keys)
+        for i, k in enumerate(keys.tolist()):
+            out[i].append(None if k is None else f"{RISK}{r.name}{SEP}{k}")
     return out
 
 
 def update_events(
-    frame: pd.DataFrame, spec: FeatureSpec, stored: dict[str, str | None], *, record: bool = True
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    stored: dict[str, str | None],
+    *,
+    record: bool = True,
+    ids: list[str] | None = None,
 ) -> Update:
     """The features of ``frame``'s events (in row order) given the stored records of their entities.
 
     ``stored`` maps every record id of :func:`entity_records` to its JSON, or ``None`` for an
     entity never seen. Events of one entity inside ``frame`` count in row order; one older
     than its entity's newest event before it is late (see the module docstring). With
-    ``record=False`` nothing is returned to write (a what-if).
+    ``record=False`` nothing is returned to write (a what-if). ``ids`` (one per row) are kept in
+    the label-risk records, for the labels that arrive later.
     """
     cols = Columns(frame, spec)
     t = cols.seconds(spec.time) if spec.time else np.zeros(len(frame))
@@ -92,26 +114,107 @@ def update_events(
         stream = _EntityStream(e)
         span, stream.keep = stream.keep, math.inf  # expiry is per entity, below
         newest = _load(stream, e.name, keys, stored)
-        t_e = t.copy()
-        for i, (k, ti) in enumerate(zip(keys.tolist(), t.tolist(), strict=True)):
-            if k is None or math.isnan(ti):
-                continue
-            before = newest.get(k, -math.inf)
-            if ti < before:
-                update.late[i], t_e[i] = True, np.nextafter(before, math.inf)
-                newest[k] = t_e[i]
-            else:
-                newest[k] = ti
-        out |= stream.update(cols, t_e, -math.inf)
+        out |= stream.update(cols, _in_order(keys, t, newest, update.late), -math.inf)
         if record:
             touched = sorted({k for k in keys.tolist() if k is not None and k in newest})
             for k, (text, expired) in _export(stream, touched, newest, span).items():
                 update.records[f"{e.name}{SEP}{k}"] = text
                 update.expired += expired
+    for lr in spec.label_risk:
+        keys = cols.keys(lr.keys)
+        risk = LabelRiskStream(lr)
+        span, risk.keep = risk.keep, math.inf  # expiry is per key, below
+        newest = _load_risk(risk, lr.name, keys, stored)
+        event_ids = None if ids is None else np.asarray(ids, dtype=object)
+        out |= risk.update(cols, _in_order(keys, t, newest, update.late), -math.inf, event_ids)
+        if record:
+            for k, (text, expired) in _export_risk(risk, keys, newest, span).items():
+                update.records[f"{RISK}{lr.name}{SEP}{k}"] = text
+                update.expired += expired
     for r in spec.rows:
         out[r.name] = row_feature(cols, r)
     update.features = pd.DataFrame(out, index=frame.index, columns=spec.feature_names())
     return update
+
+
+def _in_order(keys: np.ndarray, t: np.ndarray, newest: dict[str, float], late: np.ndarray) -> np.ndarray:
+    """Event times for one entity kind: a late event (older than its entity's newest) moves to just
+    after the newest (``late`` marks it); ``newest`` follows the events."""
+    t_e = t.copy()
+    for i, (k, ti) in enumerate(zip(keys.tolist(), t.tolist(), strict=True)):
+        if k is None or math.isnan(ti):
+            continue
+        before = newest.get(k, -math.inf)
+        if ti < before:
+            late[i], t_e[i] = True, np.nextafter(before, math.inf)
+            newest[k] = t_e[i]
+        else:
+            newest[k] = ti
+    return t_e
+
+
+def apply_labels(stored: dict[str, str | None], labels: dict[str, float]) -> tuple[dict[str, str], set[str]]:
+    """Label-risk records with the labels of their events set (1.0 fraud, 0.0 legit): the records
+    that changed, and the event ids found (an event no record holds any more can no longer count)."""
+    changed, found = {}, set()
+    for record_id, text in stored.items():
+        if text is None:
+            continue
+        doc = json.loads(text)
+        dirty = False
+        for j, event in enumerate(doc["id"]):
+            if event is not None and event in labels:
+                found.add(event)
+                if doc["fraud"][j] != labels[event]:
+                    doc["fraud"][j], dirty = labels[event], True
+        if dirty:
+            changed[record_id] = json.dumps(doc, allow_nan=True)
+    return changed, found
+
+
+def _load_risk(stream: LabelRiskStream, name: str, keys: np.ndarray, stored: dict[str, str | None]) -> dict[str, float]:
+    newest: dict[str, float] = {}
+    tails = []
+    for k in sorted({k for k in keys.tolist() if k is not None}):
+        text = stored.get(f"{RISK}{name}{SEP}{k}")
+        if text is None:
+            continue
+        doc = json.loads(text)
+        newest[k] = float(doc["newest"])
+        n = len(doc["t"])
+        tails.append(
+            {
+                "key": np.full(n, k, dtype=object),
+                "t": np.asarray(doc["t"], dtype=np.float64),
+                "fraud": np.asarray(doc["fraud"], dtype=np.float64),
+                "id": np.asarray(doc["id"] + [None], dtype=object)[:n],  # stays object even when empty
+            }
+        )
+    if tails:
+        stream.tail = {c: np.concatenate([tl[c] for tl in tails]) for c in stream.tail}
+    return newest
+
+
+def _export_risk(
+    stream: LabelRiskStream, keys: np.ndarray, newest: dict[str, float], span: float
+) -> dict[str, tuple[str, int]]:
+    """Each touched key's record: its events at or after its newest time minus delay + longest window."""
+    tail = stream.tail
+    codes, uniques = pd.factorize(tail["key"])
+    where = pd.Series(np.arange(len(codes))).groupby(codes).indices
+    at = {k: where[i] for i, k in enumerate(uniques.tolist())}
+    out = {}
+    for k in sorted({k for k in keys.tolist() if k is not None and k in newest}):
+        mine = at.get(k, np.zeros(0, dtype=np.int64))
+        kept = mine[tail["t"][mine] >= newest[k] - span]
+        doc = {
+            "newest": newest[k],
+            "t": tail["t"][kept].tolist(),
+            "fraud": tail["fraud"][kept].tolist(),
+            "id": tail["id"][kept].tolist(),
+        }
+        out[k] = (json.dumps(doc, allow_nan=True), len(mine) - len(kept))
+    return out
 
 
 def _load(stream: _EntityStream, name: str, keys: np.ndarray, stored: dict[str, str | None]) -> dict[str, float]:

@@ -21,7 +21,7 @@ from fraudvae.detection.detector import VAEDetector
 from fraudvae.exceptions import ConfigurationError, DataFileError, EventOrderError
 from fraudvae.features.behaviour import model_spec
 from fraudvae.features.columns import Columns
-from fraudvae.jobs.batch import _chunks
+from fraudvae.jobs.batch import _chunks, _label_columns
 from fraudvae.state import DEFAULT_EVENT_TTL, default_state_url, open_store
 from fraudvae.state.online import OnlineScorer
 from fraudvae.state.store import StateStore
@@ -65,7 +65,8 @@ def load_state(
         done_line = int(store.get_meta(checkpoint) or 0)
         kinds = {c.name: c.kind for c in det.schema_.columns}
         latest, loaded, skipped = -math.inf, 0, 0
-        for part in _chunks(src, sorted(spec.columns_used()), kinds, chunk_rows):
+        used = sorted(spec.columns_used())  # and the label-risk labels the history has
+        for part in _chunks(src, used + _label_columns(src, spec, used), kinds, chunk_rows):
             latest = _check_order(part.frame, part.lines, spec, latest, src)
             for start in range(0, len(part.frame), _PER_TRANSACTION):
                 rows, lines = (

@@ -10,6 +10,10 @@ batch job does (:func:`fraudvae.features.behaviour.with_features`).
 Every event recorded carries an id. A retried request with an id the store holds is not
 counted again: its stored features come back (and its stored answer, once one was given).
 ``record=False`` computes the features from the history as it stands and writes nothing.
+
+A spec with ``[[label_risk]]`` keeps each key's recent events with their ids; an event's stored
+entry names the label-risk records that hold it, so :meth:`OnlineScorer.apply_labels` (what
+``POST /feedback`` calls) finds them from the event id alone and sets its label there.
 """
 
 from __future__ import annotations
@@ -23,11 +27,20 @@ import pandas as pd
 from fraudvae.detection.detector import VAEDetector
 from fraudvae.exceptions import ConfigurationError
 from fraudvae.features.behaviour import model_spec, with_features
-from fraudvae.features.online import entity_records, spec_fingerprint, update_events
-from fraudvae.features.spec import FeatureSpec
+from fraudvae.features.online import RISK, apply_labels, entity_records, spec_fingerprint, update_events
+from fraudvae.features.spec import FeatureSpec, window_seconds
 from fraudvae.state.store import Seen, StateStore, Written
 
-__all__ = ["Online", "OnlineScorer"]
+__all__ = ["Online", "OnlineScorer", "event_ttl_for"]
+
+
+def event_ttl_for(spec: FeatureSpec | None, ttl: float) -> float:
+    """How long the store keeps event ids: at least each label-risk key's delay + longest window,
+    so a label that arrives that late still finds its event."""
+    if spec is None:
+        return ttl
+    needed = [window_seconds(r.delay) + max(map(window_seconds, r.windows)) for r in spec.label_risk]
+    return max([ttl, *needed])
 
 
 @dataclass
@@ -47,12 +60,6 @@ class OnlineScorer:
         spec = model_spec(detector.extra_documents_)
         if spec is None:
             raise ConfigurationError("online state is for a model trained with a feature spec (--features).")
-        if spec.label_risk:
-            raise ConfigurationError(
-                "the model's spec has [[label_risk]] features, which the online service cannot compute yet (it "
-                "keeps no labels in its state): score this model with the batch job (fraudvae score --history) or "
-                "train one without [[label_risk]] for /score."
-            )
         self.spec: FeatureSpec = spec
         self.store = store
         self.names = spec.feature_names()
@@ -83,11 +90,14 @@ class OnlineScorer:
             if not fresh.any():
                 written = Written()
                 return written
-            update = update_events(frame[fresh], self.spec, records)
+            rows = np.flatnonzero(fresh).tolist()
+            update = update_events(frame[fresh], self.spec, records, ids=[event_ids[i] for i in rows])
             values = update.features.to_numpy(dtype=np.float64)
             events = {
-                event_ids[i]: _features_json(values[j], bool(update.late[j]))
-                for j, i in enumerate(np.flatnonzero(fresh).tolist())
+                event_ids[i]: _features_json(
+                    values[j], bool(update.late[j]), [r for r in per_row[i] if r is not None and r.startswith(RISK)]
+                )
+                for j, i in enumerate(rows)
             }
             written = Written(update.records, events, update.expired)
             return written
@@ -119,13 +129,35 @@ class OnlineScorer:
         self.store.transact(record_ids, [], work)
         return len(frame)
 
+    def apply_labels(self, labels: dict[str, bool]) -> dict[str, int]:
+        """Set analysts' labels (event id -> fraud) in the label-risk records that hold the events.
+
+        ``applied``: events found in a record; ``not_in_state``: unknown ids, events recorded
+        before ids were kept (a warm start), or events already older than every window
+        (their label can no longer count). Idempotent: the same labels again change nothing.
+        """
+        if not self.spec.label_risk or not labels:
+            return {"applied": 0, "not_in_state": len(labels) if self.spec.label_risk else 0}
+        seen = self.store.seen(sorted(labels))
+        record_ids = sorted({r for got in seen.values() for r in json.loads(got.features).get("risk", [])})
+        found: set[str] = set()
+
+        def work(records: dict[str, str | None], _: dict[str, Seen]) -> Written:
+            nonlocal found
+            changed, found = apply_labels(records, {e: 1.0 if fraud else 0.0 for e, fraud in labels.items()})
+            return Written(changed)
+
+        if record_ids:
+            self.store.transact(record_ids, [], work)
+        return {"applied": len(found), "not_in_state": len(labels) - len(found)}
+
     def remember(self, answers: dict[str, str]) -> None:
         """Store the answers given for newly recorded events (a retry gets the same answer)."""
         self.store.put_results(answers)
 
 
-def _features_json(values: np.ndarray, late: bool) -> str:
-    return json.dumps({"f": values.tolist(), "late": late}, allow_nan=True)
+def _features_json(values: np.ndarray, late: bool, risk: list[str]) -> str:
+    return json.dumps({"f": values.tolist(), "late": late} | ({"risk": risk} if risk else {}), allow_nan=True)
 
 
 def _read_features(text: str, n: int) -> tuple[np.ndarray, bool]:

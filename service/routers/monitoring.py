@@ -52,8 +52,9 @@ def _store(request: Request) -> Any:
         }
     },
 )
-async def feedback(request: Request, settings: SettingsDep) -> dict[str, Any]:
-    store = _store(request)
+async def feedback(request: Request, settings: SettingsDep, model: ModelDep) -> dict[str, Any]:
+    risk = model.state is not None and model.spec is not None and bool(model.spec.label_risk)
+    store = request.app.state.monitor if risk else _store(request)  # label risk takes labels without the log
     if media_type(request) != "application/json":
         raise UnsupportedMediaType(f"content type {media_type(request) or 'none'!r}; expected application/json")
     body = parse_json(await read_body(request, settings.max_body_bytes))
@@ -67,7 +68,13 @@ async def feedback(request: Request, settings: SettingsDep) -> dict[str, Any]:
     except ValidationError as exc:
         raise InvalidInput(errors.pydantic_errors(exc, row_offset=batch)) from exc
     received = time.time()
-    counts = await run_in_threadpool(store.add_labels, [i.to_label(received) for i in items])
+    labels = [i.to_label(received) for i in items]
+    counts = await run_in_threadpool(store.add_labels, labels) if store is not None else {}
+    if risk:
+        # The model's label-risk features read the latest label of each event (by labelled_at).
+        latest = {lab.event_id: lab.label == 1 for lab in sorted(labels, key=lambda lab: lab.labelled_at)}
+        scorer = await run_in_threadpool(model.state.scorer)  # type: ignore[union-attr]
+        counts["label_risk"] = await run_in_threadpool(scorer.apply_labels, latest)
     return {"received": len(items), **counts}
 
 
