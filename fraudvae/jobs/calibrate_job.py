@@ -21,6 +21,7 @@ from fraudvae.data.io import read_table
 from fraudvae.detection.artifact import file_sha256
 from fraudvae.detection.detector import VAEDetector
 from fraudvae.exceptions import ConfigurationError, DataFileError
+from fraudvae.features.columns import numbers
 from fraudvae.jobs.monitor_job import model_input, partial_labels
 from fraudvae.monitor.recalibrate import new_calibration
 
@@ -96,9 +97,9 @@ def _event_times(frame: pd.DataFrame, column: str) -> np.ndarray:
     if column not in frame.columns:
         raise DataFileError(f"Time column {column!r} is not in the data; the columns are {list(frame.columns)[:30]}.")
     values = frame[column]
-    numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.notna().all() and np.isfinite(numbers.to_numpy(dtype=np.float64)).all():
-        return numbers.to_numpy(dtype=np.float64)
+    as_numbers = numbers(frame, column)  # the schema's parser: hostile text is missing, never slow
+    if np.isfinite(as_numbers).all():
+        return as_numbers
     when = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
     bad = when.isna().to_numpy()
     if bad.any():
