@@ -134,6 +134,13 @@ def test_label_risk_in_words() -> None:
     assert describe_feature("terminal:fraud_share_1d_to_7d_ago") == (
         "terminal: the share of its events in the 1d up to 7d ago that were confirmed fraud"
     )
+    # With the scored row's values (as the report passes them), the window's event count too.
+    row = {"terminal:frauds_28d_to_7d_ago": 4.0, "terminal:fraud_share_28d_to_7d_ago": 4 / 31}
+    assert describe_feature("terminal:frauds_28d_to_7d_ago", row) == (
+        "terminal: how many of its 31 events in the 28d up to 7d ago were confirmed fraud"
+    )
+    empty = {"terminal:frauds_1d_to_7d_ago": 0.0, "terminal:fraud_share_1d_to_7d_ago": float("nan")}
+    assert "its 0 events in the 1d" in describe_feature("terminal:fraud_share_1d_to_7d_ago", empty)
 
 
 HISTORY = 4000  # events loaded as history; the 20,000 after them are scored

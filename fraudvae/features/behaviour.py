@@ -12,6 +12,7 @@ a derived column is (for explanations and the report).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -78,7 +79,7 @@ def model_frame(X: pd.DataFrame, features: pd.DataFrame, spec: FeatureSpec) -> p
     return with_features(X.drop(columns=list(dict.fromkeys(keys))), features)
 
 
-def describe_feature(name: str) -> str:
+def describe_feature(name: str, row: Mapping[str, Any] | None = None) -> str:
     """A derived column in words: ``card:count_1h`` -> ``card: count of events in the last 1h``;
     ``terminal:frauds_28d_to_7d_ago`` -> ``terminal: how many of its events in the 28d up to 7d ago were confirmed fraud``."""
     entity, sep, rest = name.partition(":")
@@ -92,8 +93,24 @@ def describe_feature(name: str) -> str:
                 parts["w"] = "in its whole past" if parts["w"] == "all" else f"in the last {parts['w']}"
             if "stat" in parts:
                 parts["stat"] = _STAT_WORDS[parts["stat"]]
-            if "d" in parts:  # label risk
-                span = f"its events in the {parts['w'][len('in the last ') :]} up to {parts['d']} ago"
+            if "d" in parts:  # label risk: with the row's values, how many events the window held
+                held = _risk_events(entity, rest, row)
+                span = f"its{held} events in the {parts['w'][len('in the last ') :]} up to {parts['d']} ago"
                 parts |= {"events": f"how many of {span} were", "share": f"the share of {span} that were"}
             return f"{entity}: {words.format(**parts)}"
     return name
+
+
+def _risk_events(entity: str, rest: str, row: Mapping[str, Any] | None) -> str:
+    """ " 18" when the row's label-risk count and share of one window say it held 18 events (else "")."""
+    if row is None:
+        return ""
+    suffix = rest.split("_", 1)[1] if rest.startswith("frauds_") else rest[len("fraud_share_") :]
+    frauds, share = row.get(f"{entity}:frauds_{suffix}"), row.get(f"{entity}:fraud_share_{suffix}")
+    try:
+        frauds, share = float(frauds), float(share)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    if share != share:  # missing: the window held no event
+        return " 0"
+    return f" {round(frauds / share)}" if share > 0 else ""

@@ -193,6 +193,11 @@ def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
+def _row(result: Any, i: int) -> dict[str, Any]:
+    """A scored row's values by feature name (what a description may quote)."""
+    return {name: values[i] for name, values in result.values.items()}
+
+
 def _short(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -230,7 +235,7 @@ def write_report(
             "features": [
                 {
                     **f,
-                    "description": describe_feature(f["feature"]),
+                    "description": describe_feature(f["feature"], _row(result, int(i))),
                     "value": _short(f["value"]),
                     "expected": _short(f["expected"]),
                 }
