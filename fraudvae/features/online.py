@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,11 +176,7 @@ def apply_labels(stored: dict[str, str | None], labels: dict[str, float]) -> tup
 def _load_risk(stream: LabelRiskStream, name: str, keys: np.ndarray, stored: dict[str, str | None]) -> dict[str, float]:
     newest: dict[str, float] = {}
     tails = []
-    for k in sorted({k for k in keys.tolist() if k is not None}):
-        text = stored.get(f"{RISK}{name}{SEP}{k}")
-        if text is None:
-            continue
-        doc = json.loads(text)
+    for k, doc in _records(f"{RISK}{name}", keys, stored):
         newest[k] = float(doc["newest"])
         n = len(doc["t"])
         tails.append(
@@ -217,17 +214,21 @@ def _export_risk(
     return out
 
 
+def _records(prefix: str, keys: np.ndarray, stored: dict[str, str | None]) -> Iterator[tuple[str, Any]]:
+    """Each key (in sorted order) that has a stored record under ``prefix``, with the record parsed."""
+    for k in sorted({k for k in keys.tolist() if k is not None}):
+        text = stored.get(f"{prefix}{SEP}{k}")
+        if text is not None:
+            yield k, json.loads(text)
+
+
 def _load(stream: _EntityStream, name: str, keys: np.ndarray, stored: dict[str, str | None]) -> dict[str, float]:
     """Put the stored records of ``keys`` into ``stream``; each stored entity's newest event time."""
     newest: dict[str, float] = {}
     tails: list[dict[str, np.ndarray]] = []
     index: list[str] = []
     totals: dict[str, list[float]] = {n: [] for n in stream.totals}
-    for k in sorted({k for k in keys.tolist() if k is not None}):
-        text = stored.get(f"{name}{SEP}{k}")
-        if text is None:
-            continue
-        doc = json.loads(text)
+    for k, doc in _records(name, keys, stored):
         newest[k] = float(doc["newest"])
         if doc["tail"]["t"]:
             n = len(doc["tail"]["t"])
