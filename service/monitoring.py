@@ -19,7 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fraudvae.detection.results import ScoreResult
 from fraudvae.monitor.drift import Reference, compare
-from fraudvae.monitor.store import WINDOWS, Label, MonitorStore, ScoredEvent, default_monitor_path
+from fraudvae.monitor.store import (
+    WINDOWS,
+    Label,
+    MonitorLog,
+    MonitorStore,
+    ScoredEvent,
+    default_monitor_path,
+)
+from fraudvae.monitor.stores import open_monitor_store
 
 from .settings import Settings
 from .state import LoadedModel
@@ -30,9 +38,16 @@ __all__ = ["FeedbackItem", "log_scored", "monitor_document", "open_monitor"]
 _RECENT_SCORES = 5_000
 
 
-def open_monitor(settings: Settings) -> MonitorStore | None:
+def open_monitor(settings: Settings) -> MonitorLog | None:
+    """The score log: FRAUDVAE_MONITOR_URL, else a Redis state URL (a fleet shares one log), else SQLite."""
     if not settings.score_log:
         return None
+    state = (
+        settings.state_url if settings.state_url and settings.state_url.startswith(("redis://", "rediss://")) else None
+    )
+    url = settings.monitor_url or state
+    if url:
+        return open_monitor_store(url, max_rows=settings.score_log_max_rows)
     path = settings.monitor_path or default_monitor_path(settings.model_dir)
     return MonitorStore(path, max_rows=settings.score_log_max_rows)
 
@@ -69,7 +84,7 @@ _requests = itertools.count()
 
 
 def log_scored(
-    monitor: MonitorStore,
+    monitor: MonitorLog,
     model: LoadedModel,
     result: ScoreResult,
     frame: pd.DataFrame,
@@ -105,7 +120,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def monitor_document(monitor: MonitorStore, model: LoadedModel) -> dict[str, Any]:
+def monitor_document(monitor: MonitorLog, model: LoadedModel) -> dict[str, Any]:
     """Live performance over the last hour, day and week, drift of the recent rows, the store's counts."""
     calibration = model.detector.calibration_
     target = calibration.get("goal", {}).get("target_fpr")

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         description="The monitor store's SQLite file (score log, labels, recent rows). Default: beside the "
         "model directory (MODEL.monitor.sqlite).",
     )
+    monitor_url: str | None = Field(
+        None,
+        description="The monitor store of a fleet: redis://host:port/db[?prefix=NAME], shared by every server (one "
+        "score log, one set of labels). Default: the state store's URL when it is Redis, else the SQLite file.",
+    )
     score_log_max_rows: int = Field(1_000_000, ge=1000, description="Scored events kept (the oldest go first).")
     log_level: str = Field("info", pattern="^(critical|error|warning|info|debug)$", description="uvicorn log level.")
 

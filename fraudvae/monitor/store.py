@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -38,9 +38,11 @@ __all__ = [
     "DEFAULT_MAX_ROWS",
     "WINDOWS",
     "Label",
+    "MonitorLog",
     "MonitorStore",
     "ScoredEvent",
     "default_monitor_path",
+    "live_window",
     "parse_labels",
 ]
 
@@ -277,26 +279,7 @@ class MonitorStore:
             """,
             (now - seconds,),
         ).fetchall()
-        flagged = np.array([r[0] for r in joined], dtype=bool)
-        fraud = np.array([r[1] for r in joined], dtype=bool)
-        delay = np.array([r[2] for r in joined], dtype=np.float64)
-        rows, alerts = int(scored[0]), int(scored[1])
-        return {
-            "seconds": seconds,
-            "scored": rows,
-            "alerts": alerts,
-            "alert_rate": alerts / rows if rows else None,
-            "target_fpr": target_fpr,
-            "labelled": len(joined),
-            "labelled_alerts": int(flagged.sum()),
-            "precision": float(fraud[flagged].mean()) if flagged.any() else None,
-            "labelled_frauds": int(fraud.sum()),
-            "recall": float(flagged[fraud].mean()) if fraud.any() else None,
-            "label_delay_seconds": {
-                "median": float(np.median(delay)) if delay.size else None,
-                "p90": float(np.percentile(delay, 90)) if delay.size else None,
-            },
-        }
+        return live_window(seconds, int(scored[0]), int(scored[1]), joined, target_fpr)
 
     def summary(self) -> dict[str, Any]:
         db = self._db()
@@ -311,6 +294,54 @@ class MonitorStore:
                 ).fetchone()[0]
             ),
         }
+
+
+class MonitorLog(Protocol):
+    """What the service, ``fraudvae feedback import`` and ``GET /monitor`` use of a monitor store
+    (SQLite: :class:`MonitorStore`; Redis: :class:`~fraudvae.monitor.redis_store.RedisMonitorStore`)."""
+
+    def log_scores(
+        self, events: Iterable[ScoredEvent], model_version: str, rows: list[dict[str, Any]] | None = None
+    ) -> int: ...
+
+    def add_labels(self, labels: Sequence[Label]) -> dict[str, Any]: ...
+
+    def recent_scores(self, n: int) -> np.ndarray: ...
+
+    def traffic(self) -> pd.DataFrame: ...
+
+    def window(
+        self, seconds: float, *, now: float | None = None, target_fpr: float | None = None
+    ) -> dict[str, Any]: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+def live_window(
+    seconds: float, rows: int, alerts: int, joined: Sequence[tuple[Any, Any, Any]], target_fpr: float | None
+) -> dict[str, Any]:
+    """A window's live figures from its counts and its labelled events' (flagged, label, label delay)."""
+    flagged = np.array([r[0] for r in joined], dtype=bool)
+    fraud = np.array([r[1] for r in joined], dtype=bool)
+    delay = np.array([r[2] for r in joined], dtype=np.float64)
+    return {
+        "seconds": seconds,
+        "scored": rows,
+        "alerts": alerts,
+        "alert_rate": alerts / rows if rows else None,
+        "target_fpr": target_fpr,
+        "labelled": len(joined),
+        "labelled_alerts": int(flagged.sum()),
+        "precision": float(fraud[flagged].mean()) if flagged.any() else None,
+        "labelled_frauds": int(fraud.sum()),
+        "recall": float(flagged[fraud].mean()) if fraud.any() else None,
+        "label_delay_seconds": {
+            "median": float(np.median(delay)) if delay.size else None,
+            "p90": float(np.percentile(delay, 90)) if delay.size else None,
+        },
+    }
 
 
 def default_monitor_path(model_dir: str | Path) -> Path:

@@ -6,6 +6,8 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from fraudvae.exceptions import StateUnavailableError
+
 from ..deps import MetricsDep
 from ..monitoring import monitor_document
 from ..schemas import ErrorResponse
@@ -41,6 +43,10 @@ async def prometheus(request: Request, metrics: MetricsDep) -> Response:
     if holder.ready and holder.get().state is not None:
         await run_in_threadpool(metrics.observe_state, holder.get().state.store)
     if holder.ready and request.app.state.monitor is not None:
-        document = await run_in_threadpool(monitor_document, request.app.state.monitor, holder.get())
-        metrics.observe_monitor(document)
+        try:
+            document = await run_in_threadpool(monitor_document, request.app.state.monitor, holder.get())
+        except StateUnavailableError:  # a fleet's Redis monitor is down: the other metrics still answer
+            document = None
+        if document is not None:
+            metrics.observe_monitor(document)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
