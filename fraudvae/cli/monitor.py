@@ -150,7 +150,11 @@ def add_calibrate_commands(sub: Any) -> None:
     )
     q.add_argument("file", help="labels: .csv, .csv.gz or .parquet")
     q.add_argument("--model", required=True, help="model directory (names the default monitor store)")
-    q.add_argument("--monitor-path", help="the monitor store's SQLite file (default: MODEL.monitor.sqlite)")
+    q.add_argument(
+        "--monitor-path",
+        help="the monitor store: its SQLite file, or a fleet's redis://host:port/db[?prefix=NAME] (default: "
+        "MODEL.monitor.sqlite)",
+    )
     q.set_defaults(func=_cmd_feedback_import)
 
 
