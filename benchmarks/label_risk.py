@@ -112,9 +112,9 @@ def main() -> int:
     rows = [json.loads(line) for line in OUT.read_text().splitlines()]
     table = pd.DataFrame(rows).groupby("spec")[["auroc", "auprc", "card_precision_100"]].agg(["mean", "min", "max"])
     lines = [
-        f"Handbook customer stream (dev half), fitted on days 0-{TRAIN_DAYS - 1}'s normal rows (20,000), tested on days "
-        f"{TEST_FROM}+ ({rows[0]['test_rows']:,} events, {rows[0]['test_frauds']:,} frauds), seeds 0-4 (mean, min-max). "
-        "Terminal risk: confirmed frauds and their share over 1, 7 and 30 days ending 7 days before the event.",
+        f"Handbook customers' dev half: fit on days 0-{TRAIN_DAYS - 1} (20,000 normal rows), test on days {TEST_FROM}+ "
+        f"({rows[0]['test_rows']:,} events, {rows[0]['test_frauds']:,} frauds); seeds 0-4, mean (min-max). Terminal "
+        "risk: frauds and share over 1, 7, 30 days ending 7 days before.",
         "",
         "| features | AUROC | AUPRC | card precision@100 per day |",
         "|---|---|---|---|",
@@ -135,9 +135,9 @@ def main() -> int:
         lines += [
             "",
             f"AUPRC with terminal risk / without: **{ratio:.2f}x** on the means (bar: 2x); per seed {each}. The "
-            "Handbook's supervised baseline with these features: "
-            "[Chapter 3.4](https://fraud-detection-handbook.github.io/fraud-detection-handbook/Chapter_3_GettingStarted/"
-            "BaselineModeling.html) (trained with labels, another split).",
+            "Handbook's supervised baseline on these features: "
+            "[3.4](https://fraud-detection-handbook.github.io/fraud-detection-handbook/Chapter_3_GettingStarted/"
+            "BaselineModeling.html) (labels, another split).",
         ]
     text = "\n".join(lines) + "\n"
     print(text)

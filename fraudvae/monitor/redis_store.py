@@ -6,8 +6,9 @@ state store; every key starts with ``PREFIX:monitor:``. The same contract as the
 fleet logs into one place, ``POST /feedback`` on any of them reaches the same labels, and
 ``GET /monitor`` on any of them sees all the traffic:
 
-- ``scores``: a sorted set by scoring time; each member is the logged row as JSON behind its
-  sequence number (zero-padded, so ties keep logging order). Bounded like SQLite's: beyond
+- ``scores``: a sorted set by scoring time; each member is the logged row as JSON behind a
+  fixed-width key (nanoseconds, process id, call, row: unique across servers, and ties keep
+  each server's logging order), written in one round trip. Bounded like SQLite's: beyond
   ``max_rows`` the oldest go, and rows older than ``max_age``; ``seen`` maps each logged event
   id to its newest row (unknown label ids are those not in it);
 - ``labels``: per event, its current label per source (JSON); ``history``: every label ever
@@ -22,8 +23,10 @@ A Redis that cannot be reached raises :class:`~fraudvae.exceptions.StateUnavaila
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,6 +50,9 @@ from fraudvae.monitor.store import (
 __all__ = ["RedisMonitorStore"]
 
 _SCORE_COLUMNS = ["seq", "event_id", "scored_at", "model_version", "score", "flagged", "top_features"]
+#: A member's key: 20 digits of nanoseconds, 7 of process id, 3 of the call, 6 of the row in it.
+_KEY = 36
+_calls = itertools.count()
 
 
 class RedisMonitorStore:
@@ -110,16 +116,16 @@ class RedisMonitorStore:
         """Record scored events (and, for drift, their feature values) in one transaction."""
         now = time.time()
         events = list(events)
+        stamp = f"{time.time_ns():020d}{os.getpid() % 10_000_000:07d}{next(_calls) % 1000:03d}"
         with self._guard("log scores"):
-            last = int(self.client.incrby(self._k("seq"), max(len(events), 1)))
             pipe = self.client.pipeline(transaction=True)
             members: dict[str, float] = {}
             for i, e in enumerate(events):
-                seq = last - len(events) + 1 + i
+                seq = f"{stamp}{i:06d}"
                 at = e.scored_at if e.scored_at is not None else now
                 score = float(e.score) if math.isfinite(e.score) else 1e300
                 row = [e.event_id, at, model_version, score, int(bool(e.flagged)), json.dumps(list(e.top_features))]
-                members[f"{seq:016d}" + json.dumps(row)] = at
+                members[seq + json.dumps(row)] = at
                 if e.event_id is not None:
                     pipe.hset(self._k("seen"), e.event_id, seq)
             if members:
@@ -253,9 +259,9 @@ class RedisMonitorStore:
 
     @staticmethod
     def _scores(members: list[bytes]) -> pd.DataFrame:
-        rows = [[seq, *row] for seq, row in map(_row, members)]
-        frame = pd.DataFrame(rows, columns=_SCORE_COLUMNS)
-        return frame.sort_values("seq", kind="stable").reset_index(drop=True)
+        """Rows in the log's order (by time, ties by key); ``seq`` numbers them from 1."""
+        rows = [[i + 1, *row] for i, (_, row) in enumerate(map(_row, members))]
+        return pd.DataFrame(rows, columns=_SCORE_COLUMNS)
 
 
 #: Drop an event id from ``seen`` only when it still points at the purged row.
@@ -264,9 +270,9 @@ _FORGET = (
 )
 
 
-def _row(member: bytes) -> tuple[int, list[Any]]:
+def _row(member: bytes) -> tuple[str, list[Any]]:
     text = _text(member)
-    return int(text[:16]), json.loads(text[16:])
+    return text[:_KEY], json.loads(text[_KEY:])
 
 
 def _text(value: Any) -> str:
