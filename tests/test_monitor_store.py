@@ -138,3 +138,8 @@ def test_a_fleet_of_two_services_shares_one_redis_monitor(model_dir: Path, redis
             day = client.get("/monitor").json()["windows"]["day"]
             assert day["scored"] == 6 and day["labelled"] == 6
             assert day["alerts"] == sum(a["is_anomaly"] for a in answers)
+
+
+def test_no_labels_store_nothing(store: MonitorStore) -> None:
+    out = store.add_labels([])
+    assert (out["stored"], out["unknown"]) == (0, 0) and len(store.labels()) == 0

@@ -161,7 +161,9 @@ class RedisMonitorStore:
     def add_labels(self, labels: Sequence[Label]) -> dict[str, Any]:
         """Record labels; returns counts: stored, replaced, unchanged, older (kept in history only), unknown ids."""
         ids = sorted({lab.event_id for lab in labels})
-        counts: dict[str, int] = {}
+        counts: dict[str, int] = {"stored": 0, "replaced": 0, "unchanged": 0, "older": 0}
+        if not ids:
+            return {**counts, "unknown_event_ids": [], "unknown": 0}
 
         def work(pipe: Any) -> None:
             now = time.time()
