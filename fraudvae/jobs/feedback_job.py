@@ -8,6 +8,7 @@ from typing import Any
 from fraudvae.data.io import read_table
 from fraudvae.monitor.store import default_monitor_path, parse_labels
 from fraudvae.monitor.stores import open_monitor_store
+from fraudvae.state.store import redacted
 
 __all__ = ["import_feedback"]
 
@@ -18,7 +19,7 @@ def import_feedback(file: str | Path, model_dir: str | Path, monitor_path: str |
     where = str(monitor_path) if monitor_path else str(default_monitor_path(model_dir))
     store = open_monitor_store(where)  # a SQLite file, or a fleet's redis:// URL
     try:
-        shown = where.split("@")[-1]  # no password in the answer
+        shown = redacted(where)  # no password in the answer
         return {"file": str(file), "store": shown, "received": len(labels), **store.add_labels(labels)}
     finally:
         store.close()

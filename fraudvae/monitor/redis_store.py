@@ -31,12 +31,11 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
 
-from fraudvae.exceptions import ConfigurationError, StateUnavailableError
+from fraudvae.exceptions import StateUnavailableError
 from fraudvae.monitor.store import (
     _PURGE_EVERY,
     DEFAULT_MAX_AGE,
@@ -46,6 +45,8 @@ from fraudvae.monitor.store import (
     ScoredEvent,
     live_window,
 )
+from fraudvae.state.redis_store import redis_client
+from fraudvae.state.store import redacted
 
 __all__ = ["RedisMonitorStore"]
 
@@ -67,34 +68,13 @@ class RedisMonitorStore:
         traffic_rows: int = DEFAULT_TRAFFIC_ROWS,
         timeout: float = 10.0,
     ) -> None:
-        try:
-            import redis
-        except ImportError as exc:  # the library's core install has no Redis client
-            raise ConfigurationError("a redis:// monitor store needs the Redis client: pip install redis") from exc
         self.url, self.max_rows, self.max_age, self.traffic_rows = url, max_rows, max_age, traffic_rows
-        self._errors = (redis.exceptions.RedisError, OSError)
-        parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query))
-        prefix = query.pop("prefix", "fraudvae")
-        if not prefix or any(c in prefix for c in "{}*?[] \n"):
-            raise ConfigurationError(f"monitor URL prefix {prefix!r} is invalid; expected a plain name.")
+        self.client, prefix, self._errors, _ = redis_client(url, timeout, "monitor")
         self.prefix = f"{prefix}:monitor"
-        try:
-            self.client = redis.Redis.from_url(
-                urlunsplit(parts._replace(query=urlencode(query))),
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                health_check_interval=30,
-            )
-        except ValueError as exc:
-            raise ConfigurationError(f"monitor URL {self._redacted()} is not a Redis URL: {exc}") from exc
         self._writes = 0
 
     def _k(self, name: str) -> str:
         return f"{self.prefix}:{name}"
-
-    def _redacted(self) -> str:
-        return self.url.split("@")[-1]
 
     @contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -102,7 +82,7 @@ class RedisMonitorStore:
             yield
         except self._errors as exc:
             raise StateUnavailableError(
-                f"the Redis monitor store {self._redacted()} failed to {what}: {exc}. Check that Redis is running "
+                f"the Redis monitor store {redacted(self.url)} failed to {what}: {exc}. Check that Redis is running "
                 "and reachable; nothing was stored, so the request can be retried."
             ) from exc
 

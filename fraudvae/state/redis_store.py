@@ -21,12 +21,36 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fraudvae.exceptions import ConfigurationError, StateUnavailableError
-from fraudvae.state.store import DEFAULT_EVENT_TTL, Seen, StateStore, Work
+from fraudvae.state.store import DEFAULT_EVENT_TTL, Seen, StateStore, Work, redacted
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "redis_client"]
 
 #: A transaction that keeps losing its race gives up after this many attempts (503, nothing written).
 _MAX_ATTEMPTS = 200
+
+
+def redis_client(url: str, timeout: float, what: str) -> tuple[Any, str, tuple[type[BaseException], ...], Any]:
+    """``(client, key prefix, the errors that mean "unreachable", WatchError)`` for a ``redis://``
+    URL with an optional ``?prefix=NAME``; ``what`` ("state", "monitor") names the setting in errors."""
+    try:
+        import redis
+    except ImportError as exc:  # the library's core install has no Redis client
+        raise ConfigurationError(
+            f"a redis:// {what} store needs the Redis client: pip install 'fraudvae[service]'"
+        ) from exc
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    prefix = query.pop("prefix", "fraudvae")
+    if not prefix or any(c in prefix for c in "{}*?[] \n"):
+        raise ConfigurationError(f"{what} URL prefix {prefix!r} is invalid; expected a plain name.")
+    plain = urlunsplit(parts._replace(query=urlencode(query)))
+    try:
+        client = redis.Redis.from_url(
+            plain, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"{what} URL {redacted(url)} is not a Redis URL: {exc}") from exc
+    return client, prefix, (redis.exceptions.RedisError, OSError), redis.exceptions.WatchError
 
 
 class RedisStore(StateStore):
@@ -34,26 +58,7 @@ class RedisStore(StateStore):
 
     def __init__(self, url: str, *, event_ttl: float = DEFAULT_EVENT_TTL, timeout: float = 10.0) -> None:
         super().__init__(url, event_ttl=event_ttl)
-        try:
-            import redis
-        except ImportError as exc:  # the library's core install has no Redis client
-            raise ConfigurationError(
-                "a redis:// state store needs the Redis client: pip install 'fraudvae[service]'"
-            ) from exc
-        self._errors = (redis.exceptions.RedisError, OSError)
-        self._watch_error = redis.exceptions.WatchError
-        parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query))
-        self.prefix = query.pop("prefix", "fraudvae")
-        if not self.prefix or any(c in self.prefix for c in "{}*?[] \n"):
-            raise ConfigurationError(f"state URL prefix {self.prefix!r} is invalid; expected a plain name.")
-        plain = urlunsplit(parts._replace(query=urlencode(query)))
-        try:
-            self.client = redis.Redis.from_url(
-                plain, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
-            )
-        except ValueError as exc:
-            raise ConfigurationError(f"state URL {self.redacted_url()} is not a Redis URL: {exc}") from exc
+        self.client, self.prefix, self._errors, self._watch_error = redis_client(url, timeout, "state")
 
     def _k(self, kind: str, name: str = "") -> str:
         return f"{self.prefix}:{kind}:{name}" if name else f"{self.prefix}:{kind}"

@@ -32,7 +32,7 @@ import numpy as np
 
 from fraudvae.exceptions import ConfigurationError, StateIncompatibleError
 
-__all__ = ["DEFAULT_EVENT_TTL", "Seen", "StateStore", "Written"]
+__all__ = ["DEFAULT_EVENT_TTL", "Seen", "StateStore", "Written", "redacted"]
 
 #: How long a recorded event id is remembered (retries are answered from the store): 7 days.
 DEFAULT_EVENT_TTL = 7 * 86400.0
@@ -58,6 +58,14 @@ class Written:
 
 
 Work = Callable[[dict[str, str | None], dict[str, Seen]], Written]
+
+
+def redacted(url: str) -> str:
+    """A store URL without its password."""
+    head, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return head + sep + rest
 
 
 class StateStore(ABC):
@@ -126,10 +134,7 @@ class StateStore(ABC):
 
     def redacted_url(self) -> str:
         """The URL without a password."""
-        head, sep, rest = self.url.partition("://")
-        if "@" in rest:
-            rest = "***@" + rest.split("@", 1)[1]
-        return head + sep + rest
+        return redacted(self.url)
 
     def stats(self) -> dict[str, Any]:
         """What ``GET /model`` and ``/metrics`` show: kind, counts, read and write latency."""
