@@ -24,6 +24,8 @@ holds one of these per entry).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -32,10 +34,22 @@ from fraudvae.exceptions import DataError
 from fraudvae.features.columns import Columns
 from fraudvae.features.spec import LabelRiskSpec, window_seconds
 
-__all__ = ["FRAUD_VALUES", "LEGIT_VALUES", "LabelRiskStream", "confirmed_fraud"]
+__all__ = ["FRAUD_VALUES", "LEGIT_VALUES", "LabelRiskStream", "confirmed_fraud", "fraud_flags"]
 
 FRAUD_VALUES = frozenset({"1", "true", "yes", "fraud"})
 LEGIT_VALUES = frozenset({"0", "false", "no", "legit"})
+
+
+def fraud_flags(text: np.ndarray) -> np.ndarray:
+    """Canonical label text as 1.0 (fraud), 0.0 (legit or missing) and NaN (not a label), read once per
+    distinct value (a file's label column holds a handful of them)."""
+    codes, uniques = pd.factorize(text)  # a missing label is code -1: the trailing 0.0
+    verdict = [1.0 if v in FRAUD_VALUES else 0.0 if v in LEGIT_VALUES else np.nan for v in _lowered(uniques)]
+    return np.array([*verdict, 0.0])[codes]
+
+
+def _lowered(uniques: Any) -> list[str]:
+    return [str(v).strip().lower() for v in np.asarray(uniques, dtype=object).tolist()]
 
 
 def confirmed_fraud(cols: Columns, column: str) -> np.ndarray:
@@ -43,16 +57,15 @@ def confirmed_fraud(cols: Columns, column: str) -> np.ndarray:
     if column not in cols.frame.columns:
         return np.zeros(len(cols.frame))
     text = cols.text(column)
-    lowered = np.array([None if v is None else v.strip().lower() for v in text.tolist()], dtype=object)
-    known = np.array([v is not None for v in lowered.tolist()], dtype=bool)
-    bad = known & ~np.isin(lowered, list(FRAUD_VALUES | LEGIT_VALUES))
+    flags = fraud_flags(text)
+    bad = np.isnan(flags)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(
             f"label column {column!r} holds {printable(text[i])} at row {i + 1}; expected fraud/legit, 1/0, "
             "true/false or yes/no (missing = not confirmed)."
         )
-    return np.isin(lowered, list(FRAUD_VALUES)).astype(np.float64)
+    return flags
 
 
 class LabelRiskStream:

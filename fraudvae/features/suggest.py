@@ -38,7 +38,7 @@ import pandas as pd
 from fraudvae.data.io import atomic_path
 from fraudvae.exceptions import DataError
 from fraudvae.features.columns import canonical_text, event_seconds, numbers
-from fraudvae.features.label_risk import FRAUD_VALUES, LEGIT_VALUES
+from fraudvae.features.label_risk import fraud_flags
 from fraudvae.features.spec import FeatureSpec, parse_spec
 from fraudvae.features.stream import compute_features
 
@@ -175,11 +175,11 @@ def _label_risk(
     doc: dict[str, Any], ids: list[str], frame: pd.DataFrame, label_column: str, span: float, reasons: list[str]
 ) -> None:
     labels = frame[label_column]
-    values = {v.strip().lower() for v in canonical_text(labels).tolist() if v is not None}
-    if not values or values - FRAUD_VALUES - LEGIT_VALUES:
+    flags = fraud_flags(canonical_text(labels))
+    if labels.isna().all() or np.isnan(flags).any():
         reasons.append(f"no label risk: {label_column!r} does not read as fraud/legit, 1/0, true/false or yes/no.")
         return
-    fraud = np.array([v is not None and v.strip().lower() in FRAUD_VALUES for v in canonical_text(labels)], dtype=bool)
+    fraud = flags == 1.0
     windows = [w for w, seconds in _RISK_LADDER if seconds <= span / 2] or ["1d"]
     for key in ids:
         entry = {"keys": [key], "label": label_column, "windows": windows, "delay": "7d"}
