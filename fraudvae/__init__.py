@@ -4,30 +4,71 @@ Fit :class:`VAEDetector` on normal transactions, calibrate its threshold on held
 rows, then score through this API, the HTTP service, the batch job or Spark: all of
 them call the same two steps, :meth:`VAEDetector.prepare` and
 :meth:`VAEDetector.score_prepared` (together :meth:`VAEDetector.score_frame`).
+
+The names below load on first use (PEP 562): ``import fraudvae`` alone, and the ``fraudvae``
+command's help and argument errors, do not pay for torch, pandas and scikit-learn (3 s).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from fraudvae._version import __version__
-from fraudvae.data.schema import ColumnSpec, Schema
-from fraudvae.detection.detector import VAEDetector
-from fraudvae.detection.engine import PreparedRows
-from fraudvae.detection.plan import SCORINGS, ScoringPlan
-from fraudvae.detection.results import LATENT, ScoreResult
-from fraudvae.exceptions import (
-    ArtifactError,
-    ColumnProblem,
-    ConfigurationError,
-    DataError,
-    DataFileError,
-    DataWarning,
-    FraudVAEError,
-    FraudVAEWarning,
-    IncompatibleArtifactError,
-    InsufficientDataError,
-    IntegrityError,
-    NotCalibratedError,
-    NotFittedError,
-    SchemaError,
-)
+
+if TYPE_CHECKING:
+    from fraudvae.data.schema import ColumnSpec, Schema
+    from fraudvae.detection.detector import VAEDetector
+    from fraudvae.detection.engine import PreparedRows
+    from fraudvae.detection.plan import SCORINGS, ScoringPlan
+    from fraudvae.detection.results import LATENT, ScoreResult
+    from fraudvae.exceptions import (
+        ArtifactError,
+        ColumnProblem,
+        ConfigurationError,
+        DataError,
+        DataFileError,
+        DataWarning,
+        FraudVAEError,
+        FraudVAEWarning,
+        IncompatibleArtifactError,
+        InsufficientDataError,
+        IntegrityError,
+        NotCalibratedError,
+        NotFittedError,
+        SchemaError,
+    )
+
+#: Each public name and the module that defines it.
+_HOME = {
+    "ColumnSpec": "fraudvae.data.schema",
+    "Schema": "fraudvae.data.schema",
+    "VAEDetector": "fraudvae.detection.detector",
+    "PreparedRows": "fraudvae.detection.engine",
+    "SCORINGS": "fraudvae.detection.plan",
+    "ScoringPlan": "fraudvae.detection.plan",
+    "LATENT": "fraudvae.detection.results",
+    "ScoreResult": "fraudvae.detection.results",
+    **dict.fromkeys(
+        [
+            "ArtifactError",
+            "ColumnProblem",
+            "ConfigurationError",
+            "DataError",
+            "DataFileError",
+            "DataWarning",
+            "FraudVAEError",
+            "FraudVAEWarning",
+            "IncompatibleArtifactError",
+            "InsufficientDataError",
+            "IntegrityError",
+            "NotCalibratedError",
+            "NotFittedError",
+            "SchemaError",
+        ],
+        "fraudvae.exceptions",
+    ),
+}
 
 __all__ = [
     "LATENT",
@@ -54,3 +95,16 @@ __all__ = [
     "VAEDetector",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'fraudvae' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

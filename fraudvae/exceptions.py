@@ -29,10 +29,9 @@ one line.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any
-
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "ArtifactError",
@@ -123,8 +122,30 @@ class NotCalibratedError(ConfigurationError):
     """A scoring plan (method and draws) was asked for that has no calibrated threshold."""
 
 
-class NotFittedError(FraudVAEError, _SklearnNotFittedError):
-    """A detector was used for scoring before ``fit`` (or ``load``)."""
+@functools.cache
+def _not_fitted_error() -> type[Exception]:
+    # Built on first use: scikit-learn's base class costs its 1.8 s import, which the
+    # ``fraudvae`` command's help and argument errors should not pay.
+    from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+    class NotFittedError(FraudVAEError, _SklearnNotFittedError):
+        """A detector was used for scoring before ``fit`` (or ``load``)."""
+
+    NotFittedError.__module__, NotFittedError.__qualname__ = __name__, "NotFittedError"  # pickles by name
+    return NotFittedError
+
+
+if TYPE_CHECKING:
+    from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+    class NotFittedError(FraudVAEError, _SklearnNotFittedError):
+        """A detector was used for scoring before ``fit`` (or ``load``)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name == "NotFittedError":
+        return _not_fitted_error()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ArtifactError(FraudVAEError, OSError):

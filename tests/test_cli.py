@@ -424,3 +424,14 @@ def test_train_n_init_keeps_the_best_initialisation_and_says_which(labelled_expo
     assert f"Kept initialisation {config['best_init'] + 1} of 2" in out.stdout
     progress = [line for line in out.stderr.splitlines() if "epoch 3/3" in line]
     assert [line.split()[:2] for line in progress] == [["init", "1/2"], ["init", "2/2"]], out.stderr
+
+
+def test_regression_help_took_four_seconds_loading_torch_pandas_and_sklearn() -> None:
+    """`fraudvae --help` and argument errors loaded the whole library (4 s); now they load none of it."""
+    code = (
+        "import sys; from fraudvae.cli.main import build_parser; build_parser(); import fraudvae; "
+        "heavy = sorted(m for m in ('torch', 'pandas', 'sklearn', 'numpy') if m in sys.modules); "
+        "print(heavy, fraudvae.__version__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "[]", out.stdout

@@ -1,7 +1,7 @@
 """The ``fraudvae`` command: a thin layer over :mod:`fraudvae.jobs.workflows` and friends.
 
-Every user mistake ends in one line on stderr (``fraudvae: error: ...``) and a non-zero
-exit status, never a traceback.
+Every user mistake ends in one line on stderr (``fraudvae: error: ...``) and a non-zero exit
+status, never a traceback. Heavy modules (torch, pandas) load inside the commands: help is instant.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from fraudvae.cli.monitor import add_calibrate_commands, add_monitor_commands, a
 from fraudvae.cli.state import add_state_commands, add_state_option
 from fraudvae.exceptions import ConfigurationError, FraudVAEError
 from fraudvae.jobs.console import EpochProgress, describe_goal, describe_inits, say
-from fraudvae.model.threads import ENV_VAR
 
 __all__ = ["main"]
 
@@ -186,7 +185,7 @@ def _share(option: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             value = float(text)
-        except ValueError:
+        except ValueError:  # not a number: refused below as one
             value = math.nan
         if not 0.0 < value < 1.0:
             raise argparse.ArgumentTypeError(f"{text!r} is not a share; expected a number between 0 and 1, e.g. 0.01")
@@ -412,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "threads", None) is not None:
         if args.threads < 1:
             parser.error(f"--threads {args.threads} is invalid; expected a positive number of threads")
-        os.environ[ENV_VAR] = str(args.threads)  # read by fitting, the batch job and the service alike
+        threads = importlib.import_module("fraudvae.model.threads")  # torch: only once a command runs
+        os.environ[threads.ENV_VAR] = str(args.threads)  # read by fitting, the batch job and the service alike
     try:
         with warnings.catch_warnings():
             # Library warnings (ignored columns, label-like names) become one readable line

@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fraudvae.model.training import EpochLog
+if TYPE_CHECKING:
+    from fraudvae.model.training import EpochLog
 
 __all__ = ["EpochProgress", "describe_goal", "describe_inits", "say"]
 
