@@ -263,3 +263,30 @@ def test_suggest_reads_shapes_and_writes_a_spec_that_parses() -> None:
 def test_suggest_with_nothing_to_derive_says_so() -> None:
     with pytest.raises(DataError, match=r"found nothing to derive.*no date-time column"):
         suggest_spec(pd.DataFrame({"a": np.arange(100.0), "b": ["x", "y"] * 50}))
+
+
+_ODD_VALUES = [None, np.nan, pd.NA, pd.NaT, 7, 7.0, "7", "007", True, "true", -0.0, 1e300, math.inf, "x", 2**70, ""]
+
+
+@pytest.mark.parametrize("value", _ODD_VALUES, ids=repr)
+def test_one_value_reads_as_the_factorized_path_reads_it(value: object) -> None:
+    """The service's few-value path of ``canonical_text`` gives the text factorizing gives."""
+    from fraudvae.features import columns
+
+    for frame in ([value], [value, 7, None, "x"], [value] * 20):
+        col = pd.Series(frame, dtype=object)
+        few = columns.canonical_text(col)
+        many = columns.canonical_text(pd.concat([col] * 17, ignore_index=True))[: len(col)]  # over the limit
+        assert few.tolist() == many.tolist()
+
+
+def test_positions_are_get_indexer_for_few_and_many_values() -> None:
+    from fraudvae.data.preprocessing import positions
+    from fraudvae.features.windows import positions as stream_positions
+
+    keys = pd.Index(["a", "b", "__other__", "7"], dtype=object)
+    for values in (["b"], ["zz", None, "a"], [np.nan], ["7", 7], ["a", "b", "q"] * 7):
+        values = np.array(values, dtype=object)
+        assert positions(keys, values).tolist() == keys.get_indexer(values).tolist()
+        index = {k: i for i, k in enumerate(keys)}
+        assert stream_positions(index, values).tolist() == keys.get_indexer(values).tolist()

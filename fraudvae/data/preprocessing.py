@@ -12,6 +12,7 @@ merchant is scored, not refused) and ``<missing>``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -282,7 +283,7 @@ class Preprocessor:
         for j, name in enumerate(self.cat_features):
             values = derived[name]
             keys, codes = self._cat_index[j]
-            cat[:, j] = codes[keys.get_indexer(values)]  # position -1 (unseen level) is code 0
+            cat[:, j] = codes[positions(keys, values)]  # position -1 (unseen level) is code 0
             cat[pd.isna(values), j] = 1
         missing = np.concatenate([obs == 0, bin_missing, cat == 1], axis=1) & self.never_missing
         return Encoded(num, obs, binary, cat, missing if missing.any() else None)
@@ -313,6 +314,18 @@ class Preprocessor:
         return cls(schema, data["stats"])
 
 
+def positions(keys: pd.Index, values: np.ndarray) -> np.ndarray:
+    """Each value's position in ``keys`` (unique), -1 when absent: ``keys.get_indexer(values)``, value
+    by value for a few rows (the service's), where one ``get_indexer`` call costs ~0.05 ms."""
+    if len(values) > 16:
+        return keys.get_indexer(values)
+    out = np.full(len(values), -1, dtype=np.int64)
+    for i, v in enumerate(values.tolist()):
+        with contextlib.suppress(KeyError, TypeError):
+            out[i] = keys.get_loc(v)
+    return out
+
+
 def frequency_lookup(counts: dict[str, int]) -> tuple[pd.Index, np.ndarray]:
     """(values, counts with a trailing 0) so that ``counts[index.get_indexer(v)]`` is 0 when unseen."""
     return pd.Index(list(counts), dtype=object), np.array([*counts.values(), 0], dtype=np.float64)
@@ -332,7 +345,7 @@ def expand_features(
         if spec.encoding == FREQUENCY:
             name = f"{spec.name}.frequency"
             keys, table = (frequencies or {})[name]
-            found = table[keys.get_indexer(values)]
+            found = table[positions(keys, values)]
             found[pd.isna(values)] = np.nan
             out[name] = found
             continue

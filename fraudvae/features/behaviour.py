@@ -62,8 +62,10 @@ def input_columns(model_columns: list[str], spec: FeatureSpec | None) -> list[st
 
 def with_features(frame: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with the derived columns (replacing same-named input columns: the spec's values win)."""
-    kept = frame.drop(columns=[c for c in features.columns if c in frame.columns])
-    return pd.concat([kept, features.set_axis(kept.index)], axis=1)
+    overlap = [c for c in features.columns if c in frame.columns]
+    kept = frame.drop(columns=overlap) if overlap else frame
+    same = features.index.equals(kept.index)  # (set_axis copies: ~0.1 ms of a one-event request)
+    return pd.concat([kept, features if same else features.set_axis(kept.index)], axis=1)
 
 
 def model_frame(X: pd.DataFrame, features: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fraudvae.features import windows
 from fraudvae.features.columns import SEP, Columns, row_feature
 from fraudvae.features.label_risk import LabelRiskStream
 from fraudvae.features.spec import FeatureSpec
@@ -135,7 +136,7 @@ def update_events(
                 update.expired += expired
     for r in spec.rows:
         out[r.name] = row_feature(cols, r)
-    update.features = pd.DataFrame(out, index=frame.index, columns=spec.feature_names())
+    update.features = windows.feature_frame(out, spec.feature_names(), frame.index)
     return update
 
 
@@ -257,7 +258,7 @@ def _load(stream: _EntityStream, name: str, keys: np.ndarray, stored: dict[str, 
             stream.seen[c].update({f"{k}{SEP}{value}": float(first) for value, first in pairs.items()})
     if tails:
         stream.tail = {col: np.concatenate([tl[col] for tl in tails]) for col in tails[0]}
-    stream.index = pd.Index(index, dtype=object)
+    stream.index = {k: i for i, k in enumerate(index)}
     stream.totals = {n: np.asarray(v, dtype=np.float64) for n, v in totals.items()}
     return newest
 
@@ -286,9 +287,9 @@ def _export(
             k, _, value = pair.rpartition(SEP)
             if k in wanted:
                 seen[k][c][value] = first
-    positions = stream.index.get_indexer(keys)
+    positions = [stream.index[k] for k in keys]
     out = {}
-    for k, at in zip(keys, positions.tolist(), strict=True):
+    for k, at in zip(keys, positions, strict=True):
         mine = rows.get(k, np.zeros(0, dtype=np.int64))
         tail: dict[str, Any] = {"t": []}
         expired = 0

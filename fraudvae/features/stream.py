@@ -41,6 +41,7 @@ import pandas as pd
 
 from fraudvae.data.textparse import printable
 from fraudvae.exceptions import DataError, EventOrderError
+from fraudvae.features import windows
 from fraudvae.features.columns import SEP, Columns, row_feature
 from fraudvae.features.label_risk import LabelRiskStream
 from fraudvae.features.spec import EntitySpec, FeatureSpec, load_spec, parse_spec, window_seconds
@@ -93,7 +94,7 @@ class FeatureStream:
         known = t[~np.isnan(t)]
         if len(known):
             self.latest = max(self.latest, float(known.max()))
-        return pd.DataFrame(out, index=frame.index, columns=spec.feature_names())
+        return windows.feature_frame(out, spec.feature_names(), frame.index)
 
     def memory_rows(self) -> int:
         """Events and per-entity summaries held (what bounds the stream's memory)."""
@@ -155,7 +156,7 @@ class _EntityStream:
         for c in e.distinct:
             self.acc[f"f:{c}"] = (np.add, 0.0)
         self.tail: dict[str, np.ndarray] = {}
-        self.index = pd.Index([], dtype=object)  # entity keys with a summary
+        self.index: dict[str, int] = {}  # entity key -> its position in the totals
         self.totals: dict[str, np.ndarray] = {
             name: np.zeros(0) for name in [*self.acc, *(f"k:{c}" for c in self.spread)]
         }
@@ -196,13 +197,13 @@ class _EntityStream:
         pos = np.flatnonzero(is_new)  # new events sit at the end of their entity's run
         starts = np.r_[0, np.flatnonzero(np.diff(seg[pos])) + 1] if len(pos) else np.zeros(0, np.int64)
         lengths = np.diff(np.r_[starts, len(pos)])
-        at = self.index.get_indexer(both["key"][pos[starts]]) if len(pos) else np.zeros(0, np.int64)
+        at = windows.positions(self.index, both["key"][pos[starts]])
         known = at >= 0
         inputs = self._inputs(both, pos, starts, lengths, at, known)
         excl: dict[str, Any] = {"new_totals": {}, "run_keys": both["key"][pos[starts]] if len(pos) else np.zeros(0)}
         for name, (op, seed) in self.acc.items():
             seeds = np.where(known, self.totals[name][np.maximum(at, 0)] if len(self.index) else seed, seed)
-            values, totals = _seeded_scan(op, inputs[name], starts, lengths, seeds)
+            values, totals = windows.seeded_scan(op, inputs[name], starts, lengths, seeds)
             full = np.empty(len(is_new))
             if n_old:
                 full[~is_new] = self.tail[name]
@@ -236,7 +237,7 @@ class _EntityStream:
         for c in self.spread:
             x = both[f"x:{c}"][pos]
             carried = self.totals[f"k:{c}"][np.maximum(at, 0)] if len(self.index) else np.full(len(at), np.nan)
-            first = _first_observed(x, run, len(starts))
+            first = windows.first_observed(x, run, len(starts))
             k = np.where(known & ~np.isnan(carried), carried, first)
             y = np.where(np.isnan(x), 0.0, x - k[run])
             inputs |= {f"s1:{c}": y, f"s2:{c}": y * y, f"k:{c}": k}
@@ -246,7 +247,7 @@ class _EntityStream:
             pair = np.where(has, both["key"][pos].astype(object) + SEP + np.where(has, q, "").astype(object), None)
             seen = self.seen[c]
             before = np.array([seen.get(str(p), math.nan) if h else math.nan for p, h in zip(pair, has, strict=True)])
-            first_here, since = _first_here(pair, has, before, t)
+            first_here, since = windows.first_here(pair, has, before, t)
             first_seen = np.where(np.isnan(before), since, before)
             inputs[f"new:{c}"] = np.where(has, (first_seen >= t).astype(np.float64), np.nan)
             if f"f:{c}" in self.acc:
@@ -272,7 +273,7 @@ class _EntityStream:
             if finite:
                 lo = np.searchsorted(composite, seg[pos] * width + np.searchsorted(times, t[pos] - span), side="left")
 
-            window = functools.partial(_window, x, hi, lo if finite else None)
+            window = functools.partial(windows.window, x, hi, lo if finite else None)
 
             if e.count:
                 out[f"{e.name}:count_{w}"] = (hi - lo).astype(np.float64) if finite else x["n"][hi]
@@ -281,7 +282,7 @@ class _EntityStream:
                     out[f"{e.name}:{stat}_{c}_{w}"] = self._stat(stat, c, both, x, window, hi, lo if finite else None)
             for c in e.distinct:
                 out[f"{e.name}:distinct_{c}_{w}"] = (
-                    _window_distinct(both[f"q:{c}"], seg, lo, hi, pos) if finite else x[f"f:{c}"][hi]
+                    windows.window_distinct(both[f"q:{c}"], seg, lo, hi, pos) if finite else x[f"f:{c}"][hi]
                 )
         with np.errstate(invalid="ignore", divide="ignore"):
             if e.time_since_previous:
@@ -314,7 +315,7 @@ class _EntityStream:
                 var = np.where(k > 1, np.maximum(s2 / k - (s1 / k) ** 2, 0.0), 0.0)
                 return np.where(k > 0, np.sqrt(var), np.nan)
         v = np.where(np.isnan(both[f"x:{c}"]), -math.inf, both[f"x:{c}"])
-        best = _window_max(v, lo, hi) if lo is not None else x[f"mx:{c}"][hi]
+        best = windows.window_max(v, lo, hi) if lo is not None else x[f"mx:{c}"][hi]
         return np.where(np.isinf(best), np.nan, best)
 
     def _keep(self, both: dict[str, np.ndarray], x: dict[str, Any], latest: float) -> None:
@@ -324,126 +325,10 @@ class _EntityStream:
         runs = x["run_keys"]
         if not len(runs):
             return
-        at = self.index.get_indexer(runs)
+        at = windows.positions(self.index, runs)
         fresh = at < 0
-        self.index = self.index.append(pd.Index(runs[fresh], dtype=object))
+        self.index.update({k: i for i, k in enumerate(runs[fresh].tolist(), start=len(self.index))})
         for name, totals in x["new_totals"].items():
             grown = np.concatenate([self.totals[name], totals[fresh]])
             grown[at[~fresh]] = totals[~fresh]
             self.totals[name] = grown
-
-
-_SMALL = 256  #: below this many new events, loops beat pandas' per-call cost; same values (no arithmetic)
-
-
-def _first_observed(x: np.ndarray, run: np.ndarray, runs: int) -> np.ndarray:
-    """Each run's first non-missing value (NaN when it has none)."""
-    if len(x) > _SMALL:
-        return pd.Series(x).groupby(run).first().reindex(range(runs)).to_numpy()
-    out = np.full(runs, np.nan)
-    for value, r in zip(x.tolist(), run.tolist(), strict=True):
-        if value == value and out[r] != out[r]:
-            out[r] = value
-    return out
-
-
-def _first_here(pair: Any, has: np.ndarray, before: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which events first show their (entity, value) pair, never seen before; and for every
-    event of such a pair, the time it was first shown (NaN otherwise)."""
-    if len(pair) > _SMALL:
-        first_here = has & np.isnan(before) & ~pd.Series(pair).where(has).duplicated().to_numpy()
-        since = pd.Series(np.where(first_here, t, np.nan)).groupby(pd.Series(pair).where(has)).transform("max")
-        return first_here, since.to_numpy()
-    first_here = np.zeros(len(pair), dtype=bool)
-    since = np.full(len(pair), np.nan)
-    first: dict[Any, int] = {}
-    for j, (p, h) in enumerate(zip(pair.tolist(), has.tolist(), strict=True)):
-        if h:
-            i = first.setdefault(p, j)
-            if i == j and math.isnan(before[j]):
-                first_here[j] = True
-            if first_here[i]:
-                since[j] = t[i]
-    return first_here, since
-
-
-def _window(x: dict[str, Any], hi: np.ndarray, lo: np.ndarray | None, name: str) -> np.ndarray:
-    """Accumulator ``name`` over each window: a difference of running values (the whole past: the value at ``hi``)."""
-    return x[name][hi] - x[name][lo] if lo is not None else x[name][hi]
-
-
-def _seeded_scan(
-    op: Any, x: np.ndarray, starts: np.ndarray, lengths: np.ndarray, seeds: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exclusive running ``op`` over consecutive runs, each started at its seed; and each run's total.
-
-    Runs are padded to the next power of two and accumulated row by row
-    (``ufunc.accumulate`` adds in sequence), so a run's values are the same bits whatever
-    other runs share its chunk, and a run continued from its carried total gives the bits
-    of one long run.
-    """
-    excl, totals = np.empty(len(x)), np.empty(len(starts))
-    if not len(starts):
-        return excl, totals
-    size = np.ceil(np.log2(lengths)).astype(np.int64)
-    for k in np.unique(size).tolist():
-        which = np.flatnonzero(size == k)
-        cols = np.arange(1 << k)
-        inside = cols[None, :] < lengths[which, None]
-        src = starts[which, None] + cols[None, :]
-        grid = np.zeros((len(which), (1 << k) + 1))
-        grid[:, 0] = seeds[which]
-        grid[:, 1:][inside] = x[src[inside]]
-        acc = op.accumulate(grid, axis=1)
-        excl[src[inside]] = acc[:, :-1][inside]
-        totals[which] = acc[np.arange(len(which)), lengths[which]]
-    return excl, totals
-
-
-def _window_max(v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Maximum of ``v[lo:hi]`` per query (``-inf`` when empty): a sparse table, exact and vectorized."""
-    out = np.full(len(lo), -math.inf)
-    size = hi - lo
-    if not len(v) or not size.any():
-        return out
-    levels = [v]
-    while (2 << (len(levels) - 1)) <= size.max():
-        half = 1 << (len(levels) - 1)
-        prev = levels[-1]
-        levels.append(np.maximum(prev[:-half], prev[half:]))
-    some = size > 0
-    k = np.floor(np.log2(np.where(some, size, 1))).astype(np.int64)
-    for level in np.unique(k[some]).tolist():
-        q = np.flatnonzero(some & (k == level))
-        table = levels[level]
-        out[q] = np.maximum(table[lo[q]], table[hi[q] - (1 << level)])
-    return out
-
-
-def _window_distinct(
-    values: np.ndarray, seg: np.ndarray, lo: np.ndarray, hi: np.ndarray, pos: np.ndarray
-) -> np.ndarray:
-    """Distinct non-missing values at ``[lo, hi)`` of each new event: two pointers and a count per value."""
-    out = np.zeros(len(pos))
-    counts: dict[Any, int] = {}
-    left = right = 0
-    current = -1
-    for j, i in enumerate(pos.tolist()):
-        if seg[i] != current:  # a new entity
-            current = seg[i]
-            counts.clear()
-            left = right = int(lo[j])
-        while right < hi[j]:
-            v = values[right]
-            if v is not None:
-                counts[v] = counts.get(v, 0) + 1
-            right += 1
-        while left < lo[j]:
-            v = values[left]
-            if v is not None:
-                counts[v] -= 1
-                if not counts[v]:
-                    del counts[v]
-            left += 1
-        out[j] = len(counts)
-    return out
