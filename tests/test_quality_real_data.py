@@ -182,6 +182,17 @@ def messy_export(X: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     return out
 
 
+def test_posterior_does_not_collapse(shared_data) -> None:
+    """Posterior collapse (KL -> 0, decoder ignores z) is a known VAE failure; guarded on the ULB
+    file's default fit (the floor's: moved from test_training.py, which fitted its own)."""
+    s, det = _fitted("ulb_creditcard")
+    assert det.history_[-1]["kl"] > 1.0, f"KL collapsed to {det.history_[-1]['kl']:.3f} nats per row"
+    result = det.score_frame(s.X_test.iloc[:500])
+    kl = result.contributions[:, -1]  # the <latent> term of the ELBO is the KL
+    assert np.median(kl) > 0.5
+    assert result.latent_mean.std(axis=0).max() > 0.3, "posterior means must differ between rows"
+
+
 @pytest.mark.filterwarnings("ignore::fraudvae.exceptions.DataWarning")
 def test_messy_export_scores_within_001_of_the_clean_file(shared_data) -> None:
     """The ULB card file, clean and as a raw export (ids, names, a street, free text, an empty

@@ -5,25 +5,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
 from fraudvae import VAEDetector
 from fraudvae.model.network import Inputs, TabularVAE
 from fraudvae.model.training import TrainConfig, evaluate_loss, train
-from tests.conftest import load_ulb
-
-
-def test_posterior_does_not_collapse(shared_data) -> None:
-    """Posterior collapse (KL -> 0, decoder ignores z) is a known VAE failure; guard it on real data."""
-    X, y = load_ulb(shared_data)
-    det = VAEDetector(random_state=0).fit(X[y == 0].iloc[:3000])
-    assert det.history_[-1]["kl"] > 1.0, f"KL collapsed to {det.history_[-1]['kl']:.3f} nats per row"
-    result = det.score_frame(X.iloc[:500])
-    kl = result.contributions[:, -1]  # the <latent> term of the ELBO is the KL
-    assert np.median(kl) > 0.5
-    assert result.latent_mean.std(axis=0).max() > 0.3, "posterior means must differ between rows"
 
 
 def _toy_inputs(n: int, seed: int) -> Inputs:
