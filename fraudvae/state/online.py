@@ -91,7 +91,8 @@ class OnlineScorer:
                 written = Written()
                 return written
             rows = np.flatnonzero(fresh).tolist()
-            update = update_events(frame[fresh], self.spec, records, ids=[event_ids[i] for i in rows])
+            part = frame if fresh.all() else frame[fresh]  # (a boolean selection copies the frame)
+            update = update_events(part, self.spec, records, ids=[event_ids[i] for i in rows])
             values = update.features.to_numpy(dtype=np.float64)
             events = {
                 event_ids[i]: _features_json(
