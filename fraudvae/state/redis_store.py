@@ -107,9 +107,11 @@ class RedisStore(StateStore):
                     watched = rkeys + [self._k("ev", i) for i in ids]
                     if watched:
                         pipe.watch(*watched)
-                    with self._timed("read"):
-                        seen = self._seen(pipe, ids)
-                        values = pipe.mget(rkeys) if rkeys else []
+                    with self._timed("read"):  # one round trip: the events' features and answers, the records
+                        keys = [self._k("ev", i) for i in ids] + [self._k("res", i) for i in ids] + rkeys
+                        got = pipe.mget(keys) if keys else []
+                    seen = _seen_of(ids, got[: len(ids)], got[len(ids) : 2 * len(ids)])
+                    values = got[2 * len(ids) :]
                     records = {r: None if v is None else _text(v) for r, v in zip(record_ids, values, strict=True)}
                     written = work(records, seen)
                     with self._timed("write"):
@@ -173,13 +175,17 @@ class RedisStore(StateStore):
     def _seen(self, conn: Any, ids: list[str]) -> dict[str, Seen]:
         if not ids:
             return {}
-        features = conn.mget([self._k("ev", i) for i in ids])
-        results = conn.mget([self._k("res", i) for i in ids])
-        return {
-            i: Seen(_text(f), None if r is None else _text(r))
-            for i, f, r in zip(ids, features, results, strict=True)
-            if f is not None
-        }
+        got = conn.mget([self._k("ev", i) for i in ids] + [self._k("res", i) for i in ids])
+        return _seen_of(ids, got[: len(ids)], got[len(ids) :])
+
+
+def _seen_of(ids: list[str], features: list[Any], results: list[Any]) -> dict[str, Seen]:
+    """The ids Redis holds features for, with their stored answers (None: not given yet)."""
+    return {
+        i: Seen(_text(f), None if r is None else _text(r))
+        for i, f, r in zip(ids, features, results, strict=True)
+        if f is not None
+    }
 
 
 def _text(value: Any) -> str:
