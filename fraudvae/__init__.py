@@ -39,36 +39,15 @@ if TYPE_CHECKING:
         SchemaError,
     )
 
-#: Each public name and the module that defines it.
-_HOME = {
-    "ColumnSpec": "fraudvae.data.schema",
-    "Schema": "fraudvae.data.schema",
-    "VAEDetector": "fraudvae.detection.detector",
-    "PreparedRows": "fraudvae.detection.engine",
-    "SCORINGS": "fraudvae.detection.plan",
-    "ScoringPlan": "fraudvae.detection.plan",
-    "LATENT": "fraudvae.detection.results",
-    "ScoreResult": "fraudvae.detection.results",
-    **dict.fromkeys(
-        [
-            "ArtifactError",
-            "ColumnProblem",
-            "ConfigurationError",
-            "DataError",
-            "DataFileError",
-            "DataWarning",
-            "FraudVAEError",
-            "FraudVAEWarning",
-            "IncompatibleArtifactError",
-            "InsufficientDataError",
-            "IntegrityError",
-            "NotCalibratedError",
-            "NotFittedError",
-            "SchemaError",
-        ],
-        "fraudvae.exceptions",
-    ),
-}
+#: The modules the public names come from (``__all__`` says which names).
+_HOMES = (
+    "fraudvae.exceptions",
+    "fraudvae.data.schema",
+    "fraudvae.detection.detector",
+    "fraudvae.detection.engine",
+    "fraudvae.detection.plan",
+    "fraudvae.detection.results",
+)
 
 __all__ = [
     "LATENT",
@@ -98,12 +77,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'fraudvae' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
+    if name in __all__:
+        for home in _HOMES:
+            module = importlib.import_module(home)
+            if hasattr(module, name):
+                globals()[name] = value = getattr(module, name)  # the next lookup is a plain attribute
+                return value
+    raise AttributeError(f"module 'fraudvae' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
