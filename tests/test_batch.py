@@ -1,4 +1,8 @@
-"""`fraudvae score`: chunked streaming, rejects with line numbers, atomic output, exit codes."""
+"""`fraudvae score`: chunked streaming, rejects with line numbers, atomic output, exit codes.
+
+The command runs through the CLI's ``main`` in this process (``run``); a SIGKILL mid-job and
+the progress bar on a terminal are tests of a real process, and start one.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from fraudvae.data.io import read_table
 from fraudvae.datasets import make_transactions
 from fraudvae.exceptions import DataFileError
 from fraudvae.jobs.batch import _advance, _chunks, _prefetched, score_file
+from tests.conftest import fraudvae_cli
 
 pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
 
@@ -43,7 +48,7 @@ def transactions_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FRAUDVAE, "score", *args], capture_output=True, text=True, timeout=600)
+    return fraudvae_cli("score", *args)
 
 
 def score_command(model_dir: Path, src: Path, out: Path, *extra: str) -> list[str]:

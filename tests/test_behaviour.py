@@ -10,8 +10,6 @@ by line with nothing written, and ``features suggest`` proposes a spec that help
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -28,10 +26,10 @@ from fraudvae.features.stream import compute_features, parse_spec
 from fraudvae.features.suggest import suggest_spec
 from fraudvae.jobs.batch import score_file
 from fraudvae.jobs.workflows import evaluate_file, split_rows, train_file
+from tests.conftest import fraudvae_cli
 
 pytestmark = pytest.mark.slow  # trains models and starts Spark: make test, not make check
 
-FRAUDVAE = str(Path(sys.executable).with_name("fraudvae"))
 SPLIT_AT = 1200  # the history file holds the first events, the "day" file the rest
 
 
@@ -118,12 +116,7 @@ def test_regression_an_event_out_of_time_order_stops_the_job_by_line_and_writes_
     # the history must come before the day, not after
     with pytest.raises(EventOrderError, match=r"history\.csv"):
         score_file(events["model"], events["history"], out, history=events["day"])
-    done = subprocess.run(
-        [FRAUDVAE, "score", "--model", str(events["model"]), "--input", str(swapped), "--output", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = fraudvae_cli("score", "--model", str(events["model"]), "--input", str(swapped), "--output", str(out))
     assert done.returncode == 2 and "line 502" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -166,22 +159,10 @@ def test_suggested_spec_unedited_beats_no_spec(tmp_path: Path) -> None:
     frame = make_card_events(12_000, random_state=11)
     data = tmp_path / "events.csv"
     frame.to_csv(data, index=False)
-    done = subprocess.run(
-        [
-            FRAUDVAE,
-            "features",
-            "suggest",
-            "--data",
-            str(data),
-            "--label-column",
-            "is_fraud",
-            "--out",
-            str(tmp_path / "s.toml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+    done = fraudvae_cli(
+        "features", "suggest", "--data", str(data), "--label-column", "is_fraud", "--out", str(tmp_path / "s.toml")
     )
+    assert done.returncode == 0, done.stderr
     assert "device_id" in done.stderr
     doc = tomllib.loads((tmp_path / "s.toml").read_text())
     assert {"op": "time_difference", "columns": ["timestamp", "account_opened"]}.items() <= doc["row"][0].items()

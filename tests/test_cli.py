@@ -1,4 +1,9 @@
-"""The `fraudvae` console script, run as a real process on real files."""
+"""The `fraudvae` command on real files: its argv, output, files and exit status.
+
+Commands run through the CLI's ``main`` in this process (``run``, tests/conftest.py's
+``fraudvae_cli``); the console script itself runs as a real process for help and for an error
+(``run_process``), and for the batch job's signals and terminal (tests/test_batch.py).
+"""
 
 from __future__ import annotations
 
@@ -14,13 +19,18 @@ from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_s
 
 from fraudvae import VAEDetector
 from fraudvae.datasets import make_transactions
+from tests.conftest import fraudvae_cli
 
 pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
 
 FRAUDVAE = str(Path(sys.executable).with_name("fraudvae"))
 
 
-def run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return fraudvae_cli(*args)
+
+
+def run_process(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run([FRAUDVAE, *args], capture_output=True, text=True, timeout=timeout)
 
 
@@ -74,12 +84,12 @@ def run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_help_explains_every_option(command: str, options: list[str]) -> None:
-    out = run(command, "--help")
+    out = run_process(command, "--help")
     assert out.returncode == 0
     for option in options:
         line = next((ln for ln in out.stdout.splitlines() if ln.strip().startswith(option)), None)
         assert line is not None, f"{command} --help does not list {option}"
-    top = run("--help")
+    top = run_process("--help")
     assert command in top.stdout
 
 
@@ -89,7 +99,7 @@ def test_help_explains_every_option(command: str, options: list[str]) -> None:
      ("reset", ["--model", "--state"])],
 )  # fmt: skip
 def test_state_help_explains_every_option(action: str, options: list[str]) -> None:
-    out = run("state", action, "--help")
+    out = run_process("state", action, "--help")
     assert out.returncode == 0
     for option in options:
         assert any(ln.strip().startswith(option) for ln in out.stdout.splitlines()), f"state {action}: {option}"
@@ -115,7 +125,9 @@ def _assert_one_line_error(out: subprocess.CompletedProcess[str], *needles: str)
 
 def test_wrong_path_is_one_line(tmp_path: Path) -> None:
     _assert_one_line_error(
-        run("train", "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "m")), "nope.csv", "does not exist"
+        run_process("train", "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "m")),
+        "nope.csv",
+        "does not exist",
     )
 
 

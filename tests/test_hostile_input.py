@@ -2,7 +2,8 @@
 
 The stored corpus (``tests/corpus/hostile_cells.json``) holds the cases that broke a path
 once; each cell goes into every column kind, in JSON and CSV bodies, batch files and
-training files. Hypothesis adds raw bytes and random CSV on top (bounded here; longer runs
+training files (the batch job and training through the CLI's ``main`` in this process, where
+a crash fails the suite's worker as loudly; a server is a real process). Hypothesis adds raw bytes and random CSV on top (bounded here; longer runs
 in ``benchmarks/fuzz.py``). Regression tests are named after the finding they pin.
 """
 
@@ -38,7 +39,7 @@ from fraudvae.data.textparse import parse_numbers
 from fraudvae.datasets import make_transactions
 from fraudvae.exceptions import DataFileError, FraudVAEError
 from fraudvae.jobs.batch import score_file
-from tests.conftest import a_transaction
+from tests.conftest import a_transaction, fraudvae_cli
 from tests.test_service_process import start_server
 
 pytestmark = pytest.mark.slow  # real processes, servers or long runs: make test, not make check
@@ -422,7 +423,7 @@ def test_crash_safety_real_server_survives_the_corpus(live_server: tuple[subproc
 
 
 def score_args(model_dir: Path, src: Path, out: Path) -> list[str]:
-    return [FRAUDVAE, "score", "--model", str(model_dir), "--input", str(src), "--output", str(out)]
+    return ["score", "--model", str(model_dir), "--input", str(src), "--output", str(out)]
 
 
 def _hostile_file(tmp_path: Path) -> tuple[Path, int]:
@@ -438,12 +439,7 @@ def _hostile_file(tmp_path: Path) -> tuple[Path, int]:
 def test_crash_safety_real_batch_job_on_the_corpus(model_dir: Path, tmp_path: Path, max_reject_rate: str) -> None:
     src, n = _hostile_file(tmp_path)
     out = tmp_path / "out.parquet"
-    r = subprocess.run(
-        [*score_args(model_dir, src, out), "--max-reject-rate", max_reject_rate, "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = fraudvae_cli(*score_args(model_dir, src, out), "--max-reject-rate", max_reject_rate, "--quiet")
     assert "Traceback" not in r.stderr
     rejects = pd.read_csv(tmp_path / "out.parquet.rejects.csv")
     assert len(rejects) > 0 and rejects["line"].is_unique
@@ -471,12 +467,7 @@ def test_crash_safety_real_batch_job_on_broken_files(model_dir: Path, tmp_path: 
     src = tmp_path / "broken.csv"
     src.write_bytes(content() if callable(content) else content)
     out = tmp_path / "out.csv"
-    r = subprocess.run(
-        [*score_args(model_dir, src, out), "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = fraudvae_cli(*score_args(model_dir, src, out), "--quiet")
     assert r.returncode in (0, 1, 2), r.stderr
     assert "Traceback" not in r.stderr
     if r.returncode == 2:
@@ -492,11 +483,8 @@ def test_crash_safety_real_train_on_the_corpus(tmp_path: Path) -> None:
         frame.loc[: len(hostile) - 1, column] = hostile
         src = tmp_path / f"train_{column}.csv"
         src.write_bytes(frame.to_csv(index=False).encode("utf-8", "surrogatepass"))
-        r = subprocess.run(
-            [FRAUDVAE, "train", "--data", str(src), "--out", str(tmp_path / f"m_{column}"), "--epochs", "1", "--quiet"],
-            capture_output=True,
-            text=True,
-            timeout=300,
+        r = fraudvae_cli(
+            "train", "--data", str(src), "--out", str(tmp_path / f"m_{column}"), "--epochs", "1", "--quiet"
         )
         assert r.returncode in (0, 2), (column, r.returncode, r.stderr[-2000:])
         assert "Traceback" not in r.stderr

@@ -24,7 +24,7 @@ from fraudvae.datasets.events import make_card_events
 from fraudvae.features.online import entity_records
 from fraudvae.features.spec import FeatureSpec, load_spec
 from fraudvae.state import open_store
-from tests.conftest import free_port
+from tests.conftest import fraudvae_cli, free_port
 
 pytestmark = pytest.mark.slow  # real servers, 20,000-event replays
 
@@ -33,7 +33,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "entity" / "b
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run([FRAUDVAE, *args], capture_output=True, text=True, timeout=900)
+    """A ``fraudvae`` command (train, score, state load) through the CLI's ``main`` here; the server is a process."""
+    out = fraudvae_cli(*args)
     assert out.returncode == 0, out.stderr
     return out
 
