@@ -14,7 +14,7 @@ every reader's typing of a column gives the same entities.
 
 **One computation everywhere.** :func:`compute_features` is a :class:`FeatureStream` fed
 one chunk. The batch job feeds its chunks, in time order, to one stream, which carries
-each entity's history from chunk to chunk; Spark runs a stream per group of entities.
+each entity's history from chunk to chunk; Spark runs a stream per partition of entities.
 An event's values depend only on its own entity's events, in time order (ties in input
 order), so all of them give the same bits:
 
