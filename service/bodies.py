@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from fastapi import Request, Response
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 
 from fraudvae.data.io import read_csv_bytes, typed_frame
 from fraudvae.data.schema import Schema
@@ -19,9 +19,8 @@ from fraudvae.exceptions import DataFileError
 from . import errors
 from .errors import InvalidInput, PayloadTooLarge
 from .schemas import FeatureContribution
-from .state import LoadedModel
 
-__all__ = ["csv_frame", "json_response", "media_type", "parse_json", "read_body", "row_results", "rows_to_frame"]
+__all__ = ["csv_frame", "json_response", "media_type", "parse_json", "read_body", "row_results"]
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -59,12 +58,6 @@ def parse_json(body: bytes) -> Any:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid JSON number")
-
-
-def rows_to_frame(rows: list[BaseModel], model: LoadedModel) -> pd.DataFrame:
-    names = model.detector.schema_.names
-    records = [r.model_dump(by_alias=True) for r in rows]
-    return pd.DataFrame.from_records(records, columns=names)
 
 
 def row_results(result: ScoreResult, top_k: int) -> list[dict[str, Any]]:

@@ -15,18 +15,21 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
+from fraudvae.detection.results import ScoreResult
+from fraudvae.state.online import Online
+
 from . import errors
 from .bodies import row_results
 from .errors import InvalidInput, NotReady
 from .state import LoadedModel
 
-__all__ = ["score_events", "validate_events"]
+__all__ = ["score_rows", "validate_events"]
 
 
 def validate_events(
     bodies: list[Any], model: LoadedModel, *, batch: bool
-) -> tuple[pd.DataFrame, list[str] | None, bool]:
-    """The events as a frame (event columns, in order), their ids, and whether to record them."""
+) -> tuple[list[dict[str, Any]], list[str] | None, bool]:
+    """The events (validated, as records), their ids, and whether to record them."""
     derived = set(model.spec.feature_names()) if model.spec is not None else set()
     smuggled = [
         errors.field_error(
@@ -71,19 +74,21 @@ def validate_events(
                     for i in missing[:50]
                 ]
             )
-    frame = pd.DataFrame.from_records(dumped, columns=list(model.event_columns))
-    return frame, ([str(v) for v in ids] if record else None), record
+    return dumped, ([str(v) for v in ids] if record else None), record
 
 
-def score_events(
-    frame: pd.DataFrame, ids: list[str] | None, record: bool, model: LoadedModel, top_k: int
-) -> tuple[list[dict[str, Any]], Any]:
-    """One answer per event (stored answers for retried ids), and the detector's result."""
+def _event_features(frame: pd.DataFrame, ids: list[str] | None, record: bool, model: LoadedModel) -> Online:
+    """The events' features from the store (recorded unless a what-if): the first half of scoring them."""
     if model.state is None:  # pragma: no cover (a spec model always has a state)
         raise NotReady("the model's state store is not open")
-    scorer = model.state.scorer()
-    online = scorer.features(frame, ids, record=record)
-    result = model.detector.score_frame(online.frame, explain_top_k=top_k, warn_extra=False)
+    return model.state.scorer().features(frame, ids, record=record)
+
+
+def _event_answers(
+    online: Online, result: ScoreResult, ids: list[str] | None, record: bool, model: LoadedModel, top_k: int
+) -> list[dict[str, Any]]:
+    """One answer per event from the detector's ``result`` (stored answers for retried ids); new
+    answers are stored for later retries: the second half."""
     rows = row_results(result, top_k)
     answers: dict[str, str] = {}
     for i, row in enumerate(rows):
@@ -95,6 +100,29 @@ def score_events(
             rows[i] = {**json.loads(stored), "replayed": True}
         elif ids is not None:  # a new event, or a recorded one whose answer was never stored
             answers.setdefault(ids[i], json.dumps(row))
-    if record:
-        scorer.remember(answers)
-    return rows, result
+    if record and model.state is not None:
+        model.state.scorer().remember(answers)
+    return rows
+
+
+def score_rows(
+    model: LoadedModel, records: list[dict[str, Any]], ids: list[Any] | None, record: bool, top_k: int
+) -> tuple[pd.DataFrame, list[dict[str, Any]], ScoreResult]:
+    """Validated rows scored: one frame, one answer per row, the detector's result.
+
+    What ``/batch_score`` runs for a batch and ``/score`` for the requests that wait together
+    (:mod:`fraudvae_service.coalesce`). A spec model's rows are raw events: their features come
+    from the store (recorded unless ``record`` is false; ``ids`` name them). Otherwise ``ids``
+    are the rows' optional ``event_id`` fields, echoed in the answers.
+    """
+    frame = pd.DataFrame.from_records(records, columns=model.frame_columns)
+    if model.spec is not None:
+        online = _event_features(frame, ids, record, model)
+        result = model.detector.score_frame(online.frame, explain_top_k=top_k, warn_extra=False)
+        return frame, _event_answers(online, result, ids, record, model, top_k), result
+    result = model.detector.score_frame(frame, explain_top_k=top_k, warn_extra=False)
+    answers = row_results(result, top_k)
+    for answer, event_id in zip(answers, ids or [None] * len(answers), strict=True):
+        if event_id is not None:
+            answer["event_id"] = event_id
+    return frame, answers, result

@@ -161,6 +161,12 @@ class Metrics:
             buckets=(-50, -20, -10, 0, 5, 10, 20, 30, 50, 75, 100, 200, 500, 1000, 1e4),
             registry=self.registry,
         )
+        self.pass_requests = Histogram(
+            "fraudvae_score_pass_requests",
+            "/score requests answered by one detector pass (concurrent requests are scored together).",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self._rows_total = 0
         self._flagged_total = 0
         self.state = Gauge(

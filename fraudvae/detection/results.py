@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,28 @@ class ScoreResult:
 
     def __len__(self) -> int:
         return int(self.anomaly_score.shape[0])
+
+    def take(self, rows: slice) -> ScoreResult:
+        """The result of the scored rows ``rows`` (a contiguous run, as numbered in this result).
+
+        For a result with every input row scored (``rejected`` empty); the service uses it to
+        hand each coalesced request its own rows.
+        """
+        if self.rejected:
+            raise ValueError("take needs a result with no rejected rows.")
+        arrays = {
+            f.name: getattr(self, f.name)[rows]
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), np.ndarray) and f.name != "row_positions"
+        }
+        n = len(range(*rows.indices(len(self))))
+        return replace(
+            self,
+            **arrays,
+            values={k: v[rows] for k, v in self.values.items()},
+            expected={k: v[rows] for k, v in self.expected.items()},
+            row_positions=None if self.row_positions is None else np.arange(n),
+        )
 
     def top_features(self, k: int) -> list[list[dict[str, Any]]]:
         """For each row, the ``k`` features most responsible for its score, most first.

@@ -14,10 +14,11 @@ from starlette.concurrency import run_in_threadpool
 from fraudvae.detection.results import ScoreResult
 
 from .. import errors
-from ..bodies import csv_frame, json_response, media_type, parse_json, read_body, row_results, rows_to_frame
+from ..bodies import csv_frame, json_response, media_type, parse_json, read_body, row_results
+from ..coalesce import Coalescer
 from ..deps import ERROR_RESPONSES, KEYED, MetricsDep, ModelDep, SettingsDep
 from ..errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from ..events import score_events, validate_events
+from ..events import score_rows, validate_events
 from ..monitoring import log_scored
 from ..schemas import BatchResponse, ScoreResponse
 from ..state import LoadedModel
@@ -37,33 +38,28 @@ async def score(request: Request, model: ModelDep, settings: SettingsDep, metric
     if media_type(request) != "application/json":
         raise UnsupportedMediaType(f"content type {media_type(request) or 'none'!r}; expected application/json")
     body = parse_json(await read_body(request, settings.max_body_bytes))
+    ids: list[Any] | None
     if model.spec is not None:  # a raw event: its features come from the state store
-        frame, ids, record = validate_events([body], model, batch=False)
-        rows, result = score_events(frame, ids, record, model, settings.explain_top_k)
-        metrics.observe_scores(result)
-        if record:
-            _log(request, model, result, frame, ids, [bool(r.get("replayed")) for r in rows])
-        return json_response({**rows[0], "model_version": model.version, "request_id": request.state.request_id})
-    try:
-        row = model.row_adapter.validate_python(body)
-    except ValidationError as exc:
-        raise InvalidInput(errors.pydantic_errors(exc, expected=model.expected)) from exc
-    frame = rows_to_frame([row], model)
-    event_id = row.model_dump(by_alias=True).get("event_id")
-    # Inline, not in the thread pool: one row takes a few milliseconds on the worker's one
-    # torch thread, and the hop to a pool thread and back made /score slower, not faster
-    # (docs/experiments/2026-11-23-http-service.md). Batches, which take longer, still go to the pool.
-    result = model.detector.score_frame(frame, explain_top_k=settings.explain_top_k, warn_extra=False)
-    metrics.observe_scores(result)
-    _log(request, model, result, frame, [event_id])
-    return json_response(
-        {
-            **row_results(result, settings.explain_top_k)[0],
-            **({"event_id": event_id} if event_id is not None else {}),
-            "model_version": model.version,
-            "request_id": request.state.request_id,
-        }
+        records, ids, record = validate_events([body], model, batch=False)
+    else:
+        try:
+            row = model.row_adapter.validate_python(body)
+        except ValidationError as exc:
+            raise InvalidInput(errors.pydantic_errors(exc, expected=model.expected)) from exc
+        records, record = [row.model_dump(by_alias=True)], True
+        ids = [records[0].get("event_id")]
+    # Inline, not in the thread pool (one row takes a few milliseconds on the worker's one torch
+    # thread; the hop to a pool thread and back made /score slower: docs/experiments/2026-11-23-
+    # http-service.md), and together with the requests that wait at the same time (coalesce.py).
+    # Batches, which take longer, go to the pool.
+    coalescer: Coalescer = request.app.state.coalescer
+    frame, answers, result = await coalescer.score(
+        model, records, ids, record, settings.explain_top_k, on_pass=metrics.pass_requests.observe
     )
+    metrics.observe_scores(result)
+    if record:
+        _log(request, model, result, frame, ids, [bool(a.get("replayed")) for a in answers])
+    return json_response({**answers[0], "model_version": model.version, "request_id": request.state.request_id})
 
 
 @router.post(
@@ -89,29 +85,33 @@ async def batch_score(request: Request, model: ModelDep, settings: SettingsDep, 
             raise PayloadTooLarge(f"batch of {len(rows)} rows exceeds the limit of {limit} rows")
         if isinstance(rows, list) and not rows:
             raise InvalidInput([errors.field_error(None, [], "at least one transaction", "empty batch")])
+        records: list[dict[str, Any]]
+        ids: list[Any] | None
         if model.spec is not None:
             if not isinstance(rows, list):
                 raise InvalidInput([errors.field_error(None, None, "a JSON array of events", "not an array")])
-            frame, ids, record = validate_events(rows, model, batch=True)
-            answers, result = await run_in_threadpool(score_events, frame, ids, record, model, settings.explain_top_k)
-            metrics.observe_scores(result)
-            if record:
-                replayed = [bool(a.get("replayed")) for a in answers]
-                await run_in_threadpool(_log, request, model, result, frame, ids, replayed)
-            return _batch_response(answers, result, started, model, request)
-        try:
-            validated = model.batch_adapter.validate_python(rows)
-        except ValidationError as exc:
-            raise InvalidInput(errors.pydantic_errors(exc, row_offset=True, expected=model.expected)) from exc
-        frame = rows_to_frame(validated, model)
-        event_ids: list[Any] = [r.model_dump(by_alias=True).get("event_id") for r in validated]
+            records, ids, record = validate_events(rows, model, batch=True)
+        else:
+            try:
+                validated = model.batch_adapter.validate_python(rows)
+            except ValidationError as exc:
+                raise InvalidInput(errors.pydantic_errors(exc, row_offset=True, expected=model.expected)) from exc
+            records, record = [r.model_dump(by_alias=True) for r in validated], True
+            ids = [r.get("event_id") for r in records]
+        frame, answers, result = await run_in_threadpool(
+            score_rows, model, records, ids, record, settings.explain_top_k
+        )
+        metrics.observe_scores(result)
+        if record:
+            replayed = [bool(a.get("replayed")) for a in answers]
+            await run_in_threadpool(_log, request, model, result, frame, ids, replayed)
+        return _batch_response(answers, result, started, model, request)
     elif model.spec is not None:
         raise UnsupportedMediaType(
             "a model with a feature spec takes its raw events as a JSON array (each with its event id), not CSV"
         )
-    else:
-        frame = csv_frame(body, limit, model.detector.schema_)
-        event_ids = [None] * len(frame)
+    frame = csv_frame(body, limit, model.detector.schema_)
+    event_ids: list[Any] = [None] * len(frame)
     result = await run_in_threadpool(
         model.detector.score_frame, frame, explain_top_k=settings.explain_top_k, warn_extra=False
     )
