@@ -31,7 +31,7 @@ from fraudvae._version import __version__
 
 from . import errors
 from .coalesce import Coalescer
-from .events import score_rows
+from .events import score_batch
 from .monitoring import open_monitor
 from .routers import health, model, monitoring, scoring
 from .schemas import ErrorResponse
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     _install_docs(app)
     app.state.settings, app.state.holder, app.state.metrics = settings, holder, metrics
-    app.state.coalescer = Coalescer(score_rows)  # /score requests that wait together, scored as one batch
+    app.state.coalescer = Coalescer(score_batch)  # /score requests that wait together, scored as one batch
     errors.install(app)
 
     app.add_middleware(RequestContext, metrics=metrics)

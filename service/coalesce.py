@@ -16,10 +16,10 @@ events of one batch do, as the batch job counts them (the online = offline repla
 concurrent clients check this). Alone (one client), a request waits one turn of the event loop.
 
 If the batch fails (a row the detector refuses), each request is scored alone, so each gets
-its own error, not a neighbour's; events the batch had recorded are not counted twice (a
-recorded id's stored features are reused). A store that is down fails every request of the
-batch with its 503 at once. Requests that differ in ``record`` or ``explain_top_k`` are not
-batched together; a model reloaded in between has a coalescer of its own.
+its own error, not a neighbour's, and each event is recorded once (:func:`fraudvae_service.
+events.score_batch`). A store that is down fails every request of the batch with its 503 at
+once. Requests that differ in ``record`` or ``explain_top_k`` are not batched together; a
+model reloaded in between is batched apart.
 
 Scoring stays inline on the event loop, as ``/score`` did before: the pass is a few
 milliseconds, and a hop to a thread and back cost more than it saved.
@@ -35,7 +35,6 @@ from typing import Any
 import pandas as pd
 
 from fraudvae.detection.results import ScoreResult
-from fraudvae.exceptions import StateError
 
 __all__ = ["MAX_ROWS", "Coalescer", "Scored"]
 
@@ -44,10 +43,11 @@ _MAX_WAITS = 4
 #: Rows in one batch at most; the rest wait for the next.
 MAX_ROWS = 1024
 
-#: What a batch gives back: its rows as a frame, one answer per row, the detector's result.
+#: What a request gets back: its rows as a frame, one answer per row, the detector's result.
 Scored = tuple[pd.DataFrame, list[dict[str, Any]], ScoreResult]
-#: Scores a model's validated rows: ``run(model, records, ids, record, top_k)``.
-Run = Callable[[Any, list[dict[str, Any]], list[Any] | None, bool, int], Scored]
+#: Scores several requests of one model as one batch, each request its outcome (or its own
+#: error): ``run(model, [(records, ids), ...], record, top_k)``. What it raises fails them all.
+Run = Callable[[Any, list[tuple[list[dict[str, Any]], list[Any] | None]], bool, int], list[Scored | Exception]]
 
 
 @dataclass
@@ -114,31 +114,17 @@ class Coalescer:
             self._score(group)
 
     def _score(self, batch: list[_Waiting]) -> None:
-        if len(batch) > 1:
-            ids = None if batch[0].ids is None else [i for w in batch for i in w.ids]  # type: ignore[union-attr]
-            try:
-                frame, answers, result = self._pass(batch, [r for w in batch for r in w.records], ids)
-            except StateError as exc:  # the store is down: every request's 503, no retry each
-                for w in batch:
-                    w.done.set_exception(exc)
-                return
-            except Exception:  # each alone, below: each request its own error
-                pass
-            else:
-                at = 0
-                for w in batch:
-                    part = slice(at, at + len(w.records))
-                    w.done.set_result((frame.iloc[part].reset_index(drop=True), answers[part], result.take(part)))
-                    at += len(w.records)
-                return
-        for w in batch:
-            try:
-                w.done.set_result(self._pass([w], w.records, w.ids))
-            except Exception as exc:  # the request's own error, raised in its handler
+        first = batch[0]
+        try:
+            outcomes = self.run(first.model, [(w.records, w.ids) for w in batch], first.record, first.top_k)
+        except Exception as exc:  # the store is down (503), or worse: every request of the batch
+            for w in batch:
                 w.done.set_exception(exc)
-
-    def _pass(self, batch: list[_Waiting], records: list[dict[str, Any]], ids: list[Any] | None) -> Scored:
-        scored = self.run(batch[0].model, records, ids, batch[0].record, batch[0].top_k)
-        if batch[0].on_pass is not None:
-            batch[0].on_pass(len(batch))
-        return scored
+            return
+        if first.on_pass is not None:
+            first.on_pass(len(batch))
+        for w, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                w.done.set_exception(outcome)
+            else:
+                w.done.set_result(outcome)

@@ -9,6 +9,7 @@ the raw columns plus the features exactly as the batch job does.
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -16,14 +17,16 @@ import pandas as pd
 from pydantic import ValidationError
 
 from fraudvae.detection.results import ScoreResult
+from fraudvae.exceptions import StateError
 from fraudvae.state.online import Online
 
 from . import errors
 from .bodies import row_results
+from .coalesce import Scored
 from .errors import InvalidInput, NotReady
 from .state import LoadedModel
 
-__all__ = ["score_rows", "validate_events"]
+__all__ = ["score_batch", "score_rows", "validate_events"]
 
 
 def validate_events(
@@ -121,8 +124,80 @@ def score_rows(
         result = model.detector.score_frame(online.frame, explain_top_k=top_k, warn_extra=False)
         return frame, _event_answers(online, result, ids, record, model, top_k), result
     result = model.detector.score_frame(frame, explain_top_k=top_k, warn_extra=False)
+    return frame, _answers(result, ids, top_k), result
+
+
+def score_batch(
+    model: LoadedModel, parts: list[tuple[list[dict[str, Any]], list[Any] | None]], record: bool, top_k: int
+) -> list[Scored | Exception]:
+    """Several requests' validated rows scored as one batch (what ``/score``'s coalescer runs).
+
+    One frame, one store transaction, one network pass; each request gets its own rows back,
+    the answers it gets alone. If the batch fails, each request is scored alone and gets its
+    own error: a spec model's events, once recorded, are scored from the features computed
+    for them (never recorded twice). A store that is down (:class:`StateError`) raises.
+    """
+    if len(parts) == 1:
+        return [_alone(model, *parts[0], record, top_k)]
+    bounds = itertools.accumulate((len(records) for records, _ in parts), initial=0)
+    spans = [slice(a, b) for a, b in itertools.pairwise(bounds)]
+    ids = None if parts[0][1] is None else [i for _, part_ids in parts for i in part_ids or []]
+    frame = pd.DataFrame.from_records([r for records, _ in parts for r in records], columns=model.frame_columns)
+    if model.spec is None:
+        try:
+            result = model.detector.score_frame(frame, explain_top_k=top_k, warn_extra=False)
+        except Exception:
+            return [_alone(model, *part, record, top_k) for part in parts]
+        answers = _answers(result, ids, top_k)
+        return [(_rows(frame, span), answers[span], result.take(span)) for span in spans]
+    try:
+        online = _event_features(frame, ids, record, model)
+    except StateError:
+        raise
+    except Exception:  # a request's own bad event: nothing was recorded (the transaction rolled back)
+        return [_alone(model, *part, record, top_k) for part in parts]
+    try:
+        result = model.detector.score_frame(online.frame, explain_top_k=top_k, warn_extra=False)
+    except Exception:  # recorded: each request's rows scored alone, from their features
+        out: list[Scored | Exception] = []
+        for span in spans:
+            mine = Online(
+                _rows(online.frame, span),
+                online.late[span],
+                {i - span.start: v for i, v in online.replayed.items() if span.start <= i < span.stop},
+                online.recorded,
+            )
+            part_ids = ids[span] if ids is not None else None
+            try:
+                result = model.detector.score_frame(mine.frame, explain_top_k=top_k, warn_extra=False)
+            except Exception as exc:
+                out.append(exc)
+            else:
+                out.append((_rows(frame, span), _event_answers(mine, result, part_ids, record, model, top_k), result))
+        return out
+    answers = _event_answers(online, result, ids, record, model, top_k)  # one store write for all answers
+    return [(_rows(frame, span), answers[span], result.take(span)) for span in spans]
+
+
+def _alone(
+    model: LoadedModel, records: list[dict[str, Any]], ids: list[Any] | None, record: bool, top_k: int
+) -> Scored | Exception:
+    try:
+        return score_rows(model, records, ids, record, top_k)
+    except StateError:
+        raise
+    except Exception as exc:  # this request's own error
+        return exc
+
+
+def _rows(frame: pd.DataFrame, span: slice) -> pd.DataFrame:
+    return frame.iloc[span].reset_index(drop=True)
+
+
+def _answers(result: ScoreResult, ids: list[Any] | None, top_k: int) -> list[dict[str, Any]]:
+    """One answer per row of a stateless model, with its ``event_id`` when the row had one."""
     answers = row_results(result, top_k)
     for answer, event_id in zip(answers, ids or [None] * len(answers), strict=True):
         if event_id is not None:
             answer["event_id"] = event_id
-    return frame, answers, result
+    return answers

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from fraudvae_service.coalesce import Coalescer
-from fraudvae_service.events import score_rows, validate_events
+from fraudvae_service.events import score_batch, score_rows, validate_events
 from fraudvae_service.settings import Settings
 from fraudvae_service.state import LoadedModel, load_model
 
 from fraudvae import VAEDetector
 from fraudvae.detection.results import ScoreResult
-from fraudvae.exceptions import SchemaError
+from fraudvae.exceptions import DataError, SchemaError
 from tests.conftest import a_transaction
 
 
@@ -38,7 +38,7 @@ def _requests() -> list[list[dict[str, Any]]]:
 
 def _gather(model: LoadedModel, requests: list[tuple[list[dict[str, Any]], Any, bool]], passes: list[int]) -> list[Any]:
     async def run() -> list[Any]:
-        coalescer = Coalescer(score_rows)
+        coalescer = Coalescer(score_batch)
         return await asyncio.gather(
             *(coalescer.score(model, recs, ids, record, 3, on_pass=passes.append) for recs, ids, record in requests),
             return_exceptions=True,
@@ -70,7 +70,7 @@ def test_a_refused_request_gets_its_own_error_and_the_others_their_answers(serve
     passes: list[int] = []
     together = _gather(served, requests, passes)
     assert isinstance(together[2], SchemaError) and "amount" in str(together[2]) and "'lots'" in str(together[2])
-    assert passes == [1] * (len(requests) - 1)  # the batch failed: each alone
+    assert passes == [len(requests)]  # one batch: it failed, and each request was scored alone
     for i, ((recs, ids, record), got) in enumerate(zip(requests, together, strict=True)):
         if i != 2:
             assert got[1] == score_rows(served, recs, ids, record, 3)[1]
@@ -101,6 +101,46 @@ def test_events_batched_count_as_they_would_one_request_at_a_time(
     assert sum(passes) == len(bodies) and max(passes) > 1
     assert [answers[0] for _, answers, _ in together] == alone
     assert alone[31]["late"] and alone[30]["replayed"] and not alone[29]["replayed"]
+    for m in (one_by_one, batched):
+        m.state.store.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param({"amount": "lots"}, id="refused by the features (nothing recorded)"),
+        pytest.param({"merchant": "\ud800"}, id="refused by the detector (after recording)"),
+    ],
+)
+def test_a_refused_event_fails_alone_and_its_batch_counts_once(
+    spec_model_dir: Path, card_events: pd.DataFrame, tmp_path: Path, bad: dict[str, str]
+) -> None:
+    events = card_events.iloc[4300:4340].drop(columns=["is_fraud"]).reset_index(drop=True)
+    bodies = json.loads(events.to_json(orient="records", date_format="iso"))
+
+    def model(name: str) -> LoadedModel:
+        url = f"sqlite:///{tmp_path / name}"
+        return load_model(
+            spec_model_dir, Settings(model_dir=spec_model_dir, state_url=url, event_id_column="transaction_id")
+        )
+
+    def requests(m: LoadedModel) -> list[Any]:
+        out = [validate_events([b], m, batch=False) for b in bodies]
+        out[7] = ([out[7][0][0] | bad], *out[7][1:])  # past the request's validation, as a bug might let it
+        return out
+
+    one_by_one = model("alone.sqlite")
+    alone = [score_batch(one_by_one, [(recs, ids)], record, 3)[0] for recs, ids, record in requests(one_by_one)]
+    batched = model("batched.sqlite")
+    passes: list[int] = []
+    together = _gather(batched, requests(batched), passes)
+    assert passes == [len(bodies)]
+    field = next(iter(bad))
+    for got in (alone[7], together[7]):
+        assert isinstance(got, SchemaError | DataError) and field in str(got), got
+    for i, (a, t) in enumerate(zip(alone, together, strict=True)):
+        if i != 7:
+            assert t[1] == a[1] and not t[1][0]["replayed"]
     for m in (one_by_one, batched):
         m.state.store.close()  # type: ignore[union-attr]
 
