@@ -75,7 +75,10 @@ def _timed(fn: Callable[[], object], repeat: int) -> float:
 
 def _steps(model: Any, payload: object, size: int) -> dict[str, Callable[[], object]]:
     """The server-side steps of a request for ``payload``, each callable alone on its predecessor's output."""
-    from fraudvae_service.bodies import json_response, parse_json, row_results, rows_to_frame
+    from fraudvae_service.bodies import json_response, parse_json, row_results
+
+    def rows_to_frame(rows: list[Any], model: Any) -> pd.DataFrame:  # as score_rows builds it
+        return pd.DataFrame.from_records([r.model_dump(by_alias=True) for r in rows], columns=model.frame_columns)
 
     det = model.detector
     body = json.dumps(payload).encode()
