@@ -81,7 +81,7 @@ def test_events_batched_count_as_they_would_one_request_at_a_time(
 ) -> None:
     """A spec model's events of one batch (some of one card, a retried id, a late one) get the
     features, flags and scores they get when each request comes alone, in the same order."""
-    events = card_events.iloc[4000:4240].drop(columns=["is_fraud"]).reset_index(drop=True)
+    events = card_events.iloc[4000:4048].drop(columns=["is_fraud"]).reset_index(drop=True)  # each commit syncs: few
     bodies = json.loads(events.to_json(orient="records", date_format="iso"))
     bodies[30] = dict(bodies[12])  # a retry of an earlier event
     bodies[31] = bodies[31] | {"card_id": bodies[20]["card_id"], "timestamp": bodies[0]["timestamp"]}  # late
@@ -115,7 +115,7 @@ def test_events_batched_count_as_they_would_one_request_at_a_time(
 def test_a_refused_event_fails_alone_and_its_batch_counts_once(
     spec_model_dir: Path, card_events: pd.DataFrame, tmp_path: Path, bad: dict[str, str]
 ) -> None:
-    events = card_events.iloc[4300:4340].drop(columns=["is_fraud"]).reset_index(drop=True)
+    events = card_events.iloc[4300:4316].drop(columns=["is_fraud"]).reset_index(drop=True)
     bodies = json.loads(events.to_json(orient="records", date_format="iso"))
 
     def model(name: str) -> LoadedModel:
