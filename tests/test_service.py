@@ -189,6 +189,7 @@ def test_health_ready_model_and_metrics(client: TestClient, model_dir: Path) -> 
         "fraudvae_rows_scored_total",
         "fraudvae_flag_rate",
         "fraudvae_anomaly_score_bucket",
+        "fraudvae_score_pass_requests_count",
     ):
         assert metric in text
     assert 'endpoint="/score"' in text

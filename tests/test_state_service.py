@@ -75,11 +75,13 @@ class Server:
 
 
 class Replay:
-    """16 clients send events in batches; an event goes only once every earlier event of each
-    of its entities is acknowledged (or rides earlier in the same batch)."""
+    """16 clients send events in batches (``batch=None``: one event a ``/score`` request); an
+    event goes only once every earlier event of each of its entities is acknowledged (or rides
+    earlier in the same batch)."""
 
-    def __init__(self, bodies: list[dict[str, Any]], records: list[list[str | None]], batch: int = 48) -> None:
-        self.bodies, self.batch, self.n = bodies, batch, len(bodies)
+    def __init__(self, bodies: list[dict[str, Any]], records: list[list[str | None]], batch: int | None = 48) -> None:
+        self.bodies, self.n = bodies, len(bodies)
+        self.batch, self.single = batch or 1, batch is None
         last: dict[str, int] = {}
         self.prev: list[list[int]] = []
         for i, ids in enumerate(records):
@@ -119,7 +121,10 @@ class Replay:
             while (chosen := self._claim()) is not None:
                 while True:
                     try:
-                        r = client.post(f"{server.url}/batch_score", json=[self.bodies[i] for i in chosen])
+                        if self.single:
+                            r = client.post(f"{server.url}/score", json=self.bodies[chosen[0]])
+                        else:
+                            r = client.post(f"{server.url}/batch_score", json=[self.bodies[i] for i in chosen])
                     except httpx.TransportError:  # the server is being restarted: retry, same ids
                         time.sleep(0.2)
                         continue
@@ -131,7 +136,8 @@ class Replay:
                     if r.status_code != 200:
                         self.errors.append(f"{r.status_code}: {r.text[:500]}")
                     else:
-                        for i, answer in zip(chosen, r.json()["results"], strict=True):
+                        results = [r.json()] if self.single else r.json()["results"]
+                        for i, answer in zip(chosen, results, strict=True):
                             self.answers[i] = answer
                         self.done[chosen] = True
                     self.cond.notify_all()
@@ -222,6 +228,33 @@ def test_replayed_demo_events_score_as_the_batch_job_does(
     assert [replay.answers[i]["event_id"] for i in range(replay.n)] == demo_stream["ids"]
     counts = open_store(state_url).counts()
     assert counts["events"] == replay.n
+
+
+def test_single_event_requests_of_16_clients_are_batched_and_score_as_the_batch_job_does(
+    demo_stream: dict[str, Any], tmp_path: Path
+) -> None:
+    """One event a ``/score`` request: the requests that wait together are scored as one batch
+    (service/coalesce.py), and every score is still the batch job's."""
+    url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    _run("state", "load", "--model", str(demo_stream["model"]), "--data", str(demo_stream["root"] / "history.csv"),
+         "--state", url, "--quiet")  # fmt: skip
+    n = 2000
+    server = Server(demo_stream["model"], url, 1, demo_stream["env"], tmp_path / "server.log").start()
+    replay = Replay(demo_stream["bodies"][:n], demo_stream["records"][:n], batch=None)
+    try:
+        replay.run(server)
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    finally:
+        server.stop()
+    _assert_offline_bits(replay, demo_stream["offline"][:n])
+    assert [replay.answers[i]["event_id"] for i in range(n)] == demo_stream["ids"][:n]
+    passes = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith(("fraudvae_score_pass_requests_count", "fraudvae_score_pass_requests_sum"))
+    }
+    assert passes["fraudvae_score_pass_requests_sum"] == n
+    assert passes["fraudvae_score_pass_requests_count"] < n  # some passes answered several requests
 
 
 @pytest.mark.parametrize(("state_url", "workers"), [("sqlite", 2), ("redis", 1)], indirect=["state_url"])
