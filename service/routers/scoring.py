@@ -110,18 +110,13 @@ async def batch_score(request: Request, model: ModelDep, settings: SettingsDep, 
         raise UnsupportedMediaType(
             "a model with a feature spec takes its raw events as a JSON array (each with its event id), not CSV"
         )
-    frame = csv_frame(body, limit, model.detector.schema_)
-    event_ids: list[Any] = [None] * len(frame)
+    frame = csv_frame(body, limit, model.detector.schema_)  # CSV rows carry no event ids
     result = await run_in_threadpool(
         model.detector.score_frame, frame, explain_top_k=settings.explain_top_k, warn_extra=False
     )
     metrics.observe_scores(result)
-    await run_in_threadpool(_log, request, model, result, frame, event_ids)
-    answers = row_results(result, settings.explain_top_k)
-    for answer, event_id in zip(answers, event_ids, strict=True):
-        if event_id is not None:
-            answer["event_id"] = event_id
-    return _batch_response(answers, result, started, model, request)
+    await run_in_threadpool(_log, request, model, result, frame, None)
+    return _batch_response(row_results(result, settings.explain_top_k), result, started, model, request)
 
 
 def _log(
